@@ -1,0 +1,1 @@
+"""bcctrack: the service (SMTP intake, pipeline, store, poller, notifier, CLI)."""

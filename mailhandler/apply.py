@@ -1,0 +1,215 @@
+"""Applying an extraction to the store: orders, shipments and their status."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from extractors.model import Extraction, Kind, ShipmentResult
+from mailhandler.store.models import (
+    InboundMessage,
+    Notification,
+    NotificationState,
+    Order,
+    OrderState,
+    Shipment,
+    ShipmentStatus,
+    UpdateType,
+    utcnow,
+)
+from mailhandler.triggers import StatusEvent, queue_update, record_status
+
+log = logging.getLogger("bcctrack.pipeline")
+
+# The status an email of each kind gives the shipments it names.
+STATUS_FOR_KIND: dict[Kind, ShipmentStatus] = {
+    Kind.OUT_FOR_DELIVERY: ShipmentStatus.OUT_FOR_DELIVERY,
+    Kind.DELIVERED: ShipmentStatus.DELIVERED,
+    Kind.DELIVERY_PROBLEM: ShipmentStatus.DELIVERY_FAILED,
+    Kind.AVAILABLE_FOR_PICKUP: ShipmentStatus.AVAILABLE_FOR_PICKUP,
+    Kind.RETURN: ShipmentStatus.RETURNED,
+}
+
+
+@dataclass
+class ApplyResult:
+    """What one email changed in the store."""
+
+    order_id: int | None = None
+    shipment_ids: list[int] = field(default_factory=list)
+    notification_ids: list[int] = field(default_factory=list)
+    note: str = ""
+
+
+def apply_extraction(
+    session: Session,
+    message: InboundMessage,
+    extraction: Extraction,
+    max_event_age: timedelta,
+) -> ApplyResult:
+    """Upsert the order and shipments an email names and queue its updates."""
+    result = ApplyResult()
+    order = _find_or_create_order(session, message, extraction)
+    if order is None:
+        result.note = "no order number and no tracking number"
+        return result
+    assert order.id is not None
+    result.order_id = order.id
+
+    if extraction.kind == Kind.CANCELLATION:
+        _cancel(session, order)
+        result.note = "order cancelled"
+        return result
+
+    shipments = [
+        _upsert_shipment(
+            session, message, order, found, extraction, result, max_event_age
+        )
+        for found in extraction.shipments
+    ]
+    status = STATUS_FOR_KIND.get(extraction.kind)
+    if status is not None and not shipments:
+        # An email about the order that names no tracking number (Amazon's
+        # "Delivered" mails) moves the order's shipment when there is exactly
+        # one; with several it cannot tell which.
+        shipments = list(
+            session.scalars(select(Shipment).where(col(Shipment.order_id) == order.id))
+        )
+        if len(shipments) != 1:
+            shipments = []
+    if status is not None:
+        for shipment in shipments:
+            event = StatusEvent(
+                status=status,
+                # An event taken from an email is as old as its receipt.
+                occurred_at=message.received_at,
+                source="email",
+                raw_text=f"{extraction.kind} email",
+                inbound_message_id=message.id,
+            )
+            created = record_status(session, shipment, order, event, max_event_age)
+            if created is not None and created.id is not None:
+                result.notification_ids.append(created.id)
+    result.shipment_ids = [s.id for s in shipments if s.id is not None]
+    return result
+
+
+def _find_or_create_order(
+    session: Session, message: InboundMessage, extraction: Extraction
+) -> Order | None:
+    order: Order | None = None
+    if extraction.order_number:
+        order = session.scalars(
+            select(Order).where(
+                col(Order.shop_id) == message.shop_id,
+                col(Order.order_number) == extraction.order_number,
+            )
+        ).first()
+    else:
+        # Without an order number, a shipment stored before names the order.
+        numbers = [found.tracking_number for found in extraction.shipments]
+        if not numbers:
+            return None
+        known = session.scalars(
+            select(Shipment).where(
+                col(Shipment.shop_id) == message.shop_id,
+                col(Shipment.tracking_number).in_(numbers),
+            )
+        ).first()
+        if known is not None:
+            order = session.get(Order, known.order_id)
+    if order is None:
+        order = Order(shop_id=message.shop_id, order_number=extraction.order_number)
+    _fill_customer(order, extraction)
+    order.updated_at = utcnow()
+    session.add(order)
+    session.flush()
+    return order
+
+
+def _fill_customer(order: Order, extraction: Extraction) -> None:
+    # The first email that names the customer sets them; later emails fill
+    # only what is still missing, so a forwarded copy cannot re-address
+    # updates.
+    if not order.customer_email and extraction.customer.email:
+        order.customer_email = extraction.customer.email
+    if not order.customer_name and extraction.customer.name:
+        order.customer_name = extraction.customer.name
+    if not order.language and extraction.language:
+        order.language = extraction.language
+
+
+def _upsert_shipment(
+    session: Session,
+    message: InboundMessage,
+    order: Order,
+    found: ShipmentResult,
+    extraction: Extraction,
+    result: ApplyResult,
+    max_event_age: timedelta,
+) -> Shipment:
+    assert order.id is not None
+    shipment = session.scalars(
+        select(Shipment).where(
+            col(Shipment.shop_id) == message.shop_id,
+            col(Shipment.tracking_number) == found.tracking_number,
+        )
+    ).first()
+    if shipment is not None:
+        if shipment.carrier is None and found.carrier:
+            shipment.carrier = found.carrier
+        if shipment.tracking_url is None and found.tracking_url:
+            shipment.tracking_url = found.tracking_url
+        session.add(shipment)
+        return shipment
+
+    shipment = Shipment(
+        shop_id=message.shop_id,
+        order_id=order.id,
+        tracking_number=found.tracking_number,
+        carrier=found.carrier,
+        tracking_url=found.tracking_url,
+        status=ShipmentStatus.PENDING,
+        inbound_message_id=message.id,
+    )
+    session.add(shipment)
+    session.flush()
+    log.info(
+        "%s shipment %s created: %s at %s",
+        message.id,
+        shipment.id,
+        found.tracking_number,
+        found.carrier or "unknown carrier",
+    )
+    if extraction.kind == Kind.SHIPPING_CONFIRMATION:
+        created = queue_update(
+            session,
+            shipment,
+            order,
+            UpdateType.SHIPPED,
+            message.received_at,
+            max_event_age,
+        )
+        if created is not None and created.id is not None:
+            result.notification_ids.append(created.id)
+    return shipment
+
+
+def _cancel(session: Session, order: Order) -> None:
+    order.state = OrderState.CANCELLED
+    order.updated_at = utcnow()
+    session.add(order)
+    pending = session.scalars(
+        select(Notification).where(
+            col(Notification.order_id) == order.id,
+            col(Notification.state) == NotificationState.PENDING,
+        )
+    )
+    for notification in pending:
+        notification.state = NotificationState.SUPPRESSED
+        notification.reason = "order cancelled"
+        session.add(notification)

@@ -1,0 +1,32 @@
+"""The ``bcctrack`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mailhandler.cli.common import CliState
+from mailhandler.cli.extract import extract_command
+from mailhandler.cli.messages import messages
+from mailhandler.cli.orders import orders
+from mailhandler.cli.serve import serve
+from mailhandler.cli.shop import shop
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML settings file; takes the place of BCCTRACK_CONFIG.",
+)
+@click.version_option(package_name="bcctrack")
+@click.pass_context
+def main(context: click.Context, config: Path | None) -> None:
+    """bcctrack: order and shipment tracking from the BCC copies of shop emails."""
+    context.obj = CliState(config=config)
+
+
+for command in (serve, shop, orders, messages, extract_command):
+    main.add_command(command)

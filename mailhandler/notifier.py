@@ -1,0 +1,210 @@
+"""The notifier: renders queued notifications and hands them to the backend.
+
+A notification is sent at most once per shipment and update type: the
+``notification`` table allows one row per pair, and a row leaves the queue
+only as ``sent``, ``suppressed`` or ``failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from extractors.carriers import carrier_name
+from mailhandler.outbound import Backend, Envelope, build_message
+from mailhandler.render import UpdateContext, pick_language, render_update
+from mailhandler.runner import retry_delay, wait_for_work
+from mailhandler.settings import Settings
+from mailhandler.store import transaction
+from mailhandler.store.models import (
+    Notification,
+    NotificationState,
+    Order,
+    OrderState,
+    Shipment,
+    Shop,
+    utcnow,
+)
+from mailhandler.store.queue import claim, new_owner, release
+
+log = logging.getLogger("bcctrack.notify")
+
+_MAX_REASON = 2000
+
+
+@dataclass(frozen=True)
+class _Job:
+    notification: Notification
+    order: Order
+    shipment: Shipment
+    shop: Shop
+
+
+class Notifier:
+    """Sends pending notifications through one backend."""
+
+    def __init__(self, engine: Engine, settings: Settings, backend: Backend) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.backend = backend
+        self.owner = new_owner("notifier")
+        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.max_event_age = timedelta(hours=settings.max_event_age_hours)
+
+    def claim_next(self) -> int | None:
+        """Lease the next due notification; return its id or None."""
+        ids = claim(
+            self.engine, Notification, NotificationState.PENDING, self.owner, self.lease
+        )
+        return ids[0] if ids else None
+
+    async def send(self, notification_id: int) -> NotificationState | None:
+        """Render and send one claimed notification; return its new state."""
+        try:
+            job = await asyncio.to_thread(self._load, notification_id)
+            skip = self._skip_reason(job)
+            if skip is not None:
+                return await self._finish(
+                    notification_id, NotificationState.SUPPRESSED, reason=skip
+                )
+            message_id = await self._deliver(job)
+        except Exception as error:
+            return await self._record_failure(notification_id, error)
+        return await self._finish(
+            notification_id, NotificationState.SENT, message_id=message_id
+        )
+
+    def _load(self, notification_id: int) -> _Job:
+        with transaction(self.engine) as session:
+            notification = session.get(Notification, notification_id)
+            if notification is None:
+                raise LookupError(f"notification {notification_id} not found")
+            order = session.get(Order, notification.order_id)
+            shipment = session.get(Shipment, notification.shipment_id)
+            shop = session.get(Shop, notification.shop_id)
+            if order is None or shipment is None or shop is None:
+                raise LookupError(f"notification {notification_id}: order data missing")
+            return _Job(notification, order, shipment, shop)
+
+    def _skip_reason(self, job: _Job) -> str | None:
+        # The order may have been cancelled, or the queue may have held the
+        # notification past the maximum age, since it was queued.
+        if job.order.state == OrderState.CANCELLED:
+            return "order cancelled"
+        if utcnow() - job.notification.event_at > self.max_event_age:
+            return "event older than the maximum age"
+        return None
+
+    async def _deliver(self, job: _Job) -> str:
+        notification = job.notification
+        language = pick_language(job.order.language, job.shop.language)
+        context = UpdateContext(
+            shop_name=job.shop.name,
+            brand_color=job.shop.brand_color,
+            logo_url=job.shop.logo_url,
+            order_number=job.order.order_number,
+            customer_name=job.order.customer_name,
+            carrier_name=carrier_name(job.shipment.carrier),
+            tracking_number=job.shipment.tracking_number,
+            tracking_url=job.shipment.tracking_url,
+        )
+        rendered = render_update(notification.update, language, context)
+        # The same notification always gets the same Message-ID, so that a
+        # resend after a crash is recognisable as the same message.
+        message_id = (
+            f"<bcctrack.{notification.id}.{notification.update}"
+            f"@{self.settings.intake_domain}>"
+        )
+        envelope = Envelope(
+            sender_address=self.settings.sender_address,
+            sender_name=job.shop.name,
+            recipient_address=notification.recipient,
+            recipient_name=job.order.customer_name,
+            message_id=message_id,
+        )
+        message = build_message(rendered, envelope)
+        # TODO(a relay that accepts an idempotency key, or a sent-log the relay
+        # confirms): a crash after the relay accepted the message but before
+        # "sent" is committed sends it once more when the lease expires. The
+        # file backend replaces its file instead.
+        await self.backend.send(message, f"{notification.id:08d}-{notification.update}")
+        log.info(
+            "notification %s: %s sent for shipment %s in %s",
+            notification.id,
+            notification.update,
+            job.shipment.id,
+            language,
+        )
+        return message_id
+
+    async def _finish(
+        self,
+        notification_id: int,
+        state: NotificationState,
+        reason: str | None = None,
+        message_id: str | None = None,
+    ) -> NotificationState | None:
+        values: dict[str, object] = {"state": state, "reason": reason}
+        if state == NotificationState.SENT:
+            values.update(sent_at=utcnow(), message_id=message_id)
+        elif reason:
+            log.info("notification %s %s: %s", notification_id, state, reason)
+        kept = await asyncio.to_thread(
+            release, self.engine, Notification, notification_id, self.owner, **values
+        )
+        return state if kept else None
+
+    async def _record_failure(
+        self, notification_id: int, error: Exception
+    ) -> NotificationState | None:
+        reason = f"{type(error).__name__}: {error}"[:_MAX_REASON]
+        attempts = await asyncio.to_thread(self._attempts, notification_id)
+        if attempts >= self.settings.notify_max_attempts:
+            log.error(
+                "notification %s failed after %d attempts: %s",
+                notification_id,
+                attempts,
+                reason,
+            )
+            return await self._finish(notification_id, NotificationState.FAILED, reason)
+        next_attempt = utcnow() + retry_delay(attempts, self.settings.retry_delay)
+        log.warning(
+            "notification %s attempt %d failed, retrying at %s: %s",
+            notification_id,
+            attempts,
+            next_attempt.isoformat(timespec="seconds"),
+            reason,
+        )
+        kept = await asyncio.to_thread(
+            release,
+            self.engine,
+            Notification,
+            notification_id,
+            self.owner,
+            state=NotificationState.PENDING,
+            reason=reason,
+            next_attempt_at=next_attempt,
+        )
+        return NotificationState.PENDING if kept else None
+
+    def _attempts(self, notification_id: int) -> int:
+        with transaction(self.engine) as session:
+            notification = session.get(Notification, notification_id)
+            return notification.attempts if notification is not None else 0
+
+    async def run(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
+        """Send notifications until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                notification_id = await asyncio.to_thread(self.claim_next)
+            except Exception:
+                log.exception("claiming a notification failed")
+                notification_id = None
+            if notification_id is None:
+                await wait_for_work(wake, stop, self.settings.poll_interval)
+                continue
+            await self.send(notification_id)

@@ -1,0 +1,144 @@
+"""Outgoing customer email: building the message and handing it to a backend.
+
+Headers are built from ``email.headerregistry.Address`` objects, never by
+joining strings, so a display name cannot add a header or a recipient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import aiosmtplib
+
+from mailhandler.render import RenderedUpdate
+from mailhandler.store.models import utcnow
+
+log = logging.getLogger("bcctrack.notify")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+class OutboundError(Exception):
+    """The backend could not take the message; sending may be retried."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Who an outgoing message is from and to, as plain values."""
+
+    sender_address: str
+    sender_name: str
+    recipient_address: str
+    recipient_name: str | None
+    message_id: str
+    list_unsubscribe: str | None = None
+
+
+def _display_name(value: str | None) -> str:
+    # CR, LF and other controls have no place in a display name.
+    return _CONTROL.sub(" ", value or "").strip()
+
+
+def _address(addr_spec: str, name: str | None) -> Address:
+    if _CONTROL.search(addr_spec):
+        raise ValueError(f"invalid address {addr_spec!r}: contains control characters")
+    return Address(display_name=_display_name(name), addr_spec=addr_spec)
+
+
+def build_message(rendered: RenderedUpdate, envelope: Envelope) -> EmailMessage:
+    """Build the MIME message of one rendered update."""
+    message = EmailMessage()
+    message["From"] = _address(envelope.sender_address, envelope.sender_name)
+    message["To"] = _address(envelope.recipient_address, envelope.recipient_name)
+    message["Subject"] = _display_name(rendered.subject)
+    message["Date"] = format_datetime(utcnow())
+    message["Message-ID"] = envelope.message_id
+    message["Content-Language"] = rendered.language
+    message["Auto-Submitted"] = "auto-generated"
+    if envelope.list_unsubscribe:
+        message["List-Unsubscribe"] = envelope.list_unsubscribe
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    return message
+
+
+class Backend(Protocol):
+    """Where outgoing messages go."""
+
+    async def send(self, message: EmailMessage, name: str) -> None:
+        """Deliver ``message``; ``name`` identifies it (a notification id)."""
+
+
+class FileBackend:
+    """Writes each message as an .eml file into the outbox folder.
+
+    A message is written to a temporary file, synced and renamed, so the
+    outbox never holds half a message; writing the same name again replaces
+    the file instead of adding a second one.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def send(self, message: EmailMessage, name: str) -> None:
+        await asyncio.to_thread(self._write, message.as_bytes(), name)
+
+    def _write(self, data: bytes, name: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self.folder / f"{name}.eml"
+        temporary = self.folder / f".{name}.eml.tmp"
+        try:
+            with temporary.open("wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            temporary.replace(target)
+        except OSError as error:
+            raise OutboundError(f"cannot write {target}: {error}") from error
+
+
+class SmtpBackend:
+    """Sends each message to an SMTP relay with aiosmtplib.
+
+    aiosmtplib upgrades the connection with STARTTLS when the relay offers it.
+    """
+
+    def __init__(self, host: str, port: int, timeout: float = 60.0) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+
+    async def send(self, message: EmailMessage, name: str) -> None:
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=self.host,
+                port=self.port,
+                timeout=self.timeout,
+            )
+        except (aiosmtplib.SMTPException, OSError) as error:
+            raise OutboundError(
+                f"relay {self.host}:{self.port} did not take the message: {error}"
+            ) from error
+
+
+def make_backend(outbound: str, outbox: Path) -> Backend:
+    """Return the backend for the ``outbound`` setting."""
+    if outbound == "file":
+        return FileBackend(outbox)
+    parts = urlsplit(outbound)
+    if parts.scheme != "smtp" or not parts.hostname:
+        raise ValueError(
+            f"invalid outbound {outbound!r}: use 'file' or 'smtp://host:port'"
+        )
+    return SmtpBackend(parts.hostname, parts.port or 25)

@@ -1,0 +1,230 @@
+"""The pipeline worker: parse, verify sender, extract, apply, one message at a time.
+
+A message's processing either commits whole (its order, shipments, events,
+notifications and final state in one transaction) or changes nothing but its
+attempt count and reason. A message that keeps failing is retried with
+backoff up to the attempt limit and then set ``failed``; it never stops the
+worker or the messages behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine, update
+from sqlmodel import col
+
+from extractors import extract_message, parse_message
+from extractors.message import ParsedMessage
+from extractors.model import Extraction, Kind
+from mailhandler.apply import apply_extraction
+from mailhandler.runner import retry_delay, wait_for_work
+from mailhandler.sender import SenderCheck, check_sender_domain
+from mailhandler.settings import Settings
+from mailhandler.store import transaction
+from mailhandler.store.models import InboundMessage, InboundState, Shop, utcnow
+from mailhandler.store.queue import claim, new_owner, release
+
+log = logging.getLogger("bcctrack.pipeline")
+
+_MAX_REASON = 2000
+
+
+class LeaseLostError(Exception):
+    """Another process took over the message while this one worked on it."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How processing one message ended."""
+
+    state: InboundState
+    reason: str | None = None
+
+
+class Pipeline:
+    """Processes inbound messages from the store."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        on_processed: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        # Called after a message was applied, to wake the notifier.
+        self.on_processed = on_processed
+        self.owner = new_owner("worker")
+        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.max_event_age = timedelta(hours=settings.max_event_age_hours)
+
+    def claim_next(self) -> int | None:
+        """Lease the next due message; return its id or None."""
+        ids = claim(
+            self.engine, InboundMessage, InboundState.QUEUED, self.owner, self.lease
+        )
+        return ids[0] if ids else None
+
+    def process(self, message_id: int) -> Outcome | None:
+        """Process a message this worker has claimed.
+
+        Returns None when the lease was lost to another process.
+        """
+        try:
+            outcome = self._process(message_id)
+        except LeaseLostError:
+            log.warning(
+                "%d lease lost, leaving the message to its new owner", message_id
+            )
+            return None
+        except Exception as error:
+            return self._record_failure(message_id, error)
+        log.info(
+            "%d %s%s",
+            message_id,
+            outcome.state,
+            f": {outcome.reason}" if outcome.reason else "",
+        )
+        return outcome
+
+    def _process(self, message_id: int) -> Outcome:
+        with transaction(self.engine) as session:
+            message = session.get(InboundMessage, message_id)
+            if message is None:
+                raise LookupError(f"inbound message {message_id} not found")
+            shop = session.get(Shop, message.shop_id)
+            if shop is None:
+                raise LookupError(f"shop {message.shop_id} not found")
+
+        # Parsing and extraction run outside any transaction: they are the
+        # slow part and touch nothing in the store.
+        parsed = parse_message(message.raw)
+        check = check_sender_domain(
+            shop.sender_domains, parsed.from_, message.mail_from
+        )
+        extraction = extract_message(parsed)
+        return self._finish(message, parsed, check, extraction)
+
+    def _finish(
+        self,
+        message: InboundMessage,
+        parsed: ParsedMessage,
+        check: SenderCheck,
+        extraction: Extraction,
+    ) -> Outcome:
+        if not check.verified:
+            outcome = Outcome(
+                InboundState.QUARANTINED, f"sender not verified: {check.detail}"
+            )
+        elif _carries_nothing(extraction):
+            outcome = Outcome(
+                InboundState.IGNORED, "no order number or tracking number found"
+            )
+        else:
+            outcome = Outcome(InboundState.PROCESSED)
+
+        with transaction(self.engine) as session:
+            # The state update comes first and checks the lease, so that a
+            # process that lost the message writes nothing at all.
+            claimed = session.execute(
+                update(InboundMessage)
+                .where(
+                    col(InboundMessage.id) == message.id,
+                    col(InboundMessage.lease_owner) == self.owner,
+                )
+                .values(
+                    state=outcome.state,
+                    reason=outcome.reason,
+                    defects=parsed.defects + extraction.defects,
+                    kind=extraction.kind,
+                    sender_check=check.policy,
+                    sender_verified=check.verified,
+                    processed_at=utcnow(),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+            if not claimed.rowcount:  # type: ignore[attr-defined]
+                raise LeaseLostError(str(message.id))
+            if outcome.state == InboundState.PROCESSED:
+                result = apply_extraction(
+                    session, message, extraction, self.max_event_age
+                )
+                if result.note:
+                    log.info("%d %s", message.id, result.note)
+        if outcome.state == InboundState.PROCESSED and self.on_processed is not None:
+            self.on_processed()
+        return outcome
+
+    def _record_failure(self, message_id: int, error: Exception) -> Outcome | None:
+        reason = f"{type(error).__name__}: {error}"[:_MAX_REASON]
+        with transaction(self.engine) as session:
+            message = session.get(InboundMessage, message_id)
+            attempts = message.attempts if message is not None else 0
+        if attempts >= self.settings.max_attempts:
+            state = InboundState.FAILED
+            next_attempt = utcnow()
+            log.error(
+                "%d failed after %d attempts: %s",
+                message_id,
+                attempts,
+                reason,
+                exc_info=error,
+            )
+        else:
+            state = InboundState.QUEUED
+            next_attempt = utcnow() + retry_delay(attempts, self.settings.retry_delay)
+            log.warning(
+                "%d attempt %d of %d failed, retrying at %s: %s",
+                message_id,
+                attempts,
+                self.settings.max_attempts,
+                next_attempt.isoformat(timespec="seconds"),
+                reason,
+                exc_info=error,
+            )
+        kept = release(
+            self.engine,
+            InboundMessage,
+            message_id,
+            self.owner,
+            state=state,
+            reason=reason,
+            next_attempt_at=next_attempt,
+        )
+        if not kept:
+            return None
+        return Outcome(state, reason)
+
+
+def _carries_nothing(extraction: Extraction) -> bool:
+    return (
+        extraction.kind == Kind.OTHER
+        and not extraction.order_number
+        and not extraction.shipments
+    )
+
+
+async def run_workers(
+    pipeline: Pipeline, wake: asyncio.Event, stop: asyncio.Event, count: int
+) -> None:
+    """Run ``count`` workers until ``stop`` is set."""
+    await asyncio.gather(*(_work(pipeline, wake, stop) for _ in range(count)))
+
+
+async def _work(pipeline: Pipeline, wake: asyncio.Event, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            message_id = await asyncio.to_thread(pipeline.claim_next)
+        except Exception:
+            log.exception("claiming an inbound message failed")
+            message_id = None
+        if message_id is None:
+            await wait_for_work(wake, stop, pipeline.settings.poll_interval)
+            continue
+        await asyncio.to_thread(pipeline.process, message_id)

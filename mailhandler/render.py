@@ -1,0 +1,165 @@
+"""Rendering customer updates from the Jinja2 templates in ``templates/``.
+
+Each update type has an HTML and a plain-text template. The words come from
+``templates/i18n/<language>.toml``, so that adding a language needs no new
+template. The HTML templates are autoescaped.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+import mailhandler
+
+DEFAULT_LANGUAGE = "en"
+
+
+class TemplateError(Exception):
+    """A template or its words are missing or broken."""
+
+
+def templates_dir() -> Path:
+    """Return the templates folder of the installed package or the checkout.
+
+    The wheel ships ``templates/`` inside the ``mailhandler`` package; an
+    editable install reads it from the top of the checkout.
+    """
+    package_dir = Path(mailhandler.__file__).parent
+    for candidate in (package_dir / "templates", package_dir.parent / "templates"):
+        if (candidate / "i18n").is_dir():
+            return candidate
+    raise TemplateError(
+        f"templates folder not found next to {package_dir}: reinstall bcctrack"
+    )
+
+
+class _Fields(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        raise TemplateError(f"unknown placeholder {{{key}}} in the update words")
+
+
+def fill(text: str, **fields: str) -> str:
+    """Fill the ``{placeholder}`` fields of one sentence of the update words."""
+    return text.format_map(_Fields(fields))
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    environment.filters["fill"] = fill
+    return environment
+
+
+@cache
+def _words(language: str) -> dict[str, Any]:
+    path = templates_dir() / "i18n" / f"{language}.toml"
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise TemplateError(f"no words for language {language!r} in {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise TemplateError(f"invalid TOML in {path}: {error}") from error
+
+
+def available_languages() -> list[str]:
+    """Return the languages that have words for the customer updates."""
+    return sorted(path.stem for path in (templates_dir() / "i18n").glob("*.toml"))
+
+
+def pick_language(*preferred: str | None) -> str:
+    """Return the first of ``preferred`` that has words, else English."""
+    available = set(available_languages())
+    for language in preferred:
+        if language and language.lower() in available:
+            return language.lower()
+    return DEFAULT_LANGUAGE
+
+
+@dataclass(frozen=True)
+class RenderedUpdate:
+    """A rendered customer update, ready to be put into an email."""
+
+    subject: str
+    text: str
+    html: str
+    language: str
+
+
+@dataclass(frozen=True)
+class UpdateContext:
+    """The data one customer update shows."""
+
+    shop_name: str
+    brand_color: str
+    logo_url: str | None
+    order_number: str | None
+    customer_name: str | None
+    carrier_name: str | None
+    tracking_number: str
+    tracking_url: str | None
+    unsubscribe_url: str | None = None
+
+
+def render_update(update: str, language: str, context: UpdateContext) -> RenderedUpdate:
+    """Render ``update`` in ``language`` with the data of ``context``."""
+    words = _words(language)
+    if update not in words:
+        raise TemplateError(f"no words for update {update!r} in language {language!r}")
+    fields = {
+        "shop": context.shop_name,
+        "order": context.order_number or "",
+        "carrier": context.carrier_name or words["carrier_unknown"],
+        "name": context.customer_name or "",
+    }
+    greeting = (
+        words["greeting"] if context.customer_name else words["greeting_anonymous"]
+    )
+    try:
+        subject = fill(words[update]["subject"], **fields)
+    except (KeyError, ValueError) as error:
+        raise TemplateError(
+            f"invalid subject of {update!r} in {language!r}: {error}"
+        ) from error
+    values: dict[str, Any] = {
+        "shop": {
+            "name": context.shop_name,
+            "brand_color": context.brand_color,
+            "logo_url": context.logo_url,
+        },
+        "order_number": context.order_number,
+        "carrier_name": context.carrier_name,
+        "tracking_number": context.tracking_number,
+        "tracking_url": context.tracking_url,
+        "unsubscribe_url": context.unsubscribe_url,
+        "fields": fields,
+        "greeting": greeting,
+        "words": words,
+        "update_words": words[update],
+        "language": language,
+        "subject": subject,
+    }
+    environment = _environment()
+    try:
+        text = environment.get_template(f"{update}.txt.j2").render(values)
+        html = environment.get_template(f"{update}.html.j2").render(values)
+    except jinja2.TemplateError as error:
+        raise TemplateError(
+            f"cannot render {update!r} in {language!r}: {error}"
+        ) from error
+    return RenderedUpdate(
+        subject=" ".join(subject.split()), text=text, html=html, language=language
+    )

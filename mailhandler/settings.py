@@ -1,0 +1,198 @@
+"""The one settings schema of bcctrack.
+
+Values come from, lowest priority first: the defaults below, a TOML file (the
+path in ``BCCTRACK_CONFIG`` or ``--config``), ``BCCTRACK_*`` environment
+variables, and command-line options. Names are flat so that a variable means
+the same to every command.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+log = logging.getLogger("bcctrack.settings")
+
+ENV_PREFIX = "BCCTRACK_"
+CONFIG_ENV = "BCCTRACK_CONFIG"
+
+Role = Literal["all", "intake", "worker"]
+
+
+class SettingsError(Exception):
+    """A settings file or value is invalid."""
+
+
+def default_data_dir() -> Path:
+    """Return ``$XDG_DATA_HOME/bcctrack``, or ``~/.local/share/bcctrack``."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "bcctrack"
+
+
+class Settings(BaseSettings):
+    """Every setting, each with a default that works on a laptop."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Folder for the SQLite database and the file outbox.",
+    )
+    db_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the store; default: SQLite file bcctrack.db in "
+            "the data folder. PostgreSQL: postgresql+psycopg://user@host/db."
+        ),
+    )
+    intake_host: str = Field(
+        default="127.0.0.1", description="Address the SMTP listener binds to."
+    )
+    intake_port: int = Field(
+        default=2525, ge=0, le=65535, description="Port of the SMTP listener."
+    )
+    intake_domain: str = Field(
+        default="localhost", description="Domain of the shops' BCC addresses."
+    )
+    max_message_size: int = Field(
+        default=50 * 1024 * 1024,
+        gt=0,
+        description="Largest accepted message in bytes, advertised as SMTP SIZE.",
+    )
+    outbound: str = Field(
+        default="file",
+        description=(
+            "Where customer updates go: 'file' (.eml files in the data "
+            "folder's outbox/) or an SMTP relay as smtp://host:port."
+        ),
+    )
+    outbound_sender: str | None = Field(
+        default=None,
+        description=(
+            "Envelope and From address of customer updates; default: "
+            "updates@<intake domain>. The display name is the shop's name."
+        ),
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+    workers: int = Field(
+        default=2, ge=1, le=64, description="Inbound messages processed at once."
+    )
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Attempts at one inbound message before it is failed.",
+    )
+    retry_delay: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds before a failed message is tried again; the wait doubles "
+            "with each attempt, up to one hour."
+        ),
+    )
+    lease_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "How long a claimed queue row stays with its process; after that, "
+            "another process may take it over."
+        ),
+    )
+    poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds an idle worker or notifier waits before looking again.",
+    )
+    max_event_age_hours: float = Field(
+        default=72.0,
+        gt=0,
+        description="Customer updates are not sent for events older than this.",
+    )
+    notify_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Attempts at sending one notification before it is failed.",
+    )
+
+    @field_validator("outbound")
+    @classmethod
+    def _check_outbound(cls, value: str) -> str:
+        if value == "file" or value.startswith("smtp://"):
+            return value
+        raise ValueError(
+            f"invalid outbound {value!r}: use 'file' or 'smtp://host:port'"
+        )
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in logging.getLevelNamesMapping():
+            raise ValueError(
+                f"invalid log level {value!r}: use DEBUG, INFO, WARNING or ERROR"
+            )
+        return upper
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def database_url(self) -> str:
+        """The store URL, with the SQLite default filled in."""
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{self.data_dir / 'bcctrack.db'}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        """The folder of the file outbox."""
+        return self.data_dir / "outbox"
+
+    @property
+    def sender_address(self) -> str:
+        """The address customer updates are sent from."""
+        return self.outbound_sender or f"updates@{self.intake_domain}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from file, environment and command-line overrides.
+
+    ``config_file`` (the ``--config`` option) takes the place of
+    ``BCCTRACK_CONFIG``. Overrides whose value is None are left out, so an
+    option the user did not give does not hide the environment.
+    """
+    if config_file is not None:
+        os.environ[CONFIG_ENV] = str(config_file)
+    path = os.environ.get(CONFIG_ENV)
+    if path and not Path(path).is_file():
+        raise SettingsError(f"config file not found: {path}")
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValueError as error:
+        raise SettingsError(str(error)) from error

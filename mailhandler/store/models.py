@@ -1,0 +1,267 @@
+"""Tables of the store.
+
+Queues are tables: ``inbound_message`` (the pipeline's queue) and
+``notification`` (the notifier's queue) carry a lease (``lease_owner`` and
+``lease_expires_at``) so that several processes can share one database.
+All times are UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC and returned timezone-aware.
+
+    SQLite has no time zones; storing naive UTC everywhere keeps SQLite and
+    PostgreSQL rows comparable.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a UTC-aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+class InboundState(StrEnum):
+    """Where an inbound message is in the pipeline."""
+
+    QUEUED = "queued"
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    QUARANTINED = "quarantined"
+    FAILED = "failed"
+
+
+class ShipmentStatus(StrEnum):
+    """The canonical shipment statuses."""
+
+    PENDING = "pending"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    AVAILABLE_FOR_PICKUP = "available_for_pickup"
+    DELIVERY_FAILED = "delivery_failed"
+    EXCEPTION = "exception"
+    RETURNED = "returned"
+    DELIVERED = "delivered"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+class UpdateType(StrEnum):
+    """The types of customer email."""
+
+    SHIPPED = "shipped"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    AVAILABLE_FOR_PICKUP = "available_for_pickup"
+    DELIVERED = "delivered"
+    DELAYED = "delayed"
+    RETURNED = "returned"
+
+
+class NotificationState(StrEnum):
+    """Where a notification is between trigger and relay."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    SUPPRESSED = "suppressed"
+    FAILED = "failed"
+
+
+class OrderState(StrEnum):
+    """Whether an order still gets updates."""
+
+    OPEN = "open"
+    CANCELLED = "cancelled"
+
+
+class Shop(SQLModel, table=True):
+    """A tenant: one BCC address, sender domains, language and branding."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(unique=True, index=True, max_length=64)
+    name: str = Field(max_length=200)
+    token: str = Field(max_length=64)
+    sender_domains: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    language: str = Field(default="en", max_length=8)
+    brand_color: str = Field(default="#1f2937", max_length=32)
+    logo_url: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class InboundMessage(SQLModel, table=True):
+    """One raw message received for one shop, with its place in the pipeline."""
+
+    __tablename__ = "inbound_message"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "dedup_key", name="uq_inbound_shop_dedup"),
+        Index("ix_inbound_queue", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shop.id", index=True)
+    # "mid:<Message-ID>", or "sha256:<hex of the raw bytes>" without one.
+    dedup_key: str = Field(max_length=1000)
+    message_id: str | None = Field(default=None, max_length=1000)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int
+    mail_from: str = Field(max_length=1000)
+    rcpt_tos: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    peer: str | None = Field(default=None, max_length=200)
+    received_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    state: str = Field(default=InboundState.QUEUED, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    reason: str | None = None
+    defects: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    kind: str | None = Field(default=None, max_length=32)
+    sender_check: str | None = Field(default=None, max_length=32)
+    sender_verified: bool | None = None
+    processed_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+
+
+class Order(SQLModel, table=True):
+    """A shop's order, identified by the shop's order number.
+
+    The order number is None for shipments whose emails name no order (most
+    carrier emails); each such shipment gets an order of its own.
+    """
+
+    __tablename__ = "shop_order"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "order_number", name="uq_order_shop_number"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shop.id", index=True)
+    order_number: str | None = Field(default=None, max_length=200)
+    customer_email: str | None = Field(default=None, max_length=320)
+    customer_name: str | None = Field(default=None, max_length=200)
+    language: str | None = Field(default=None, max_length=8)
+    state: str = Field(default=OrderState.OPEN, max_length=16)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class Shipment(SQLModel, table=True):
+    """One tracking number at one carrier, belonging to an order."""
+
+    __table_args__ = (
+        UniqueConstraint("shop_id", "tracking_number", name="uq_shipment_shop_number"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shop.id", index=True)
+    order_id: int = Field(foreign_key="shop_order.id", index=True)
+    tracking_number: str = Field(max_length=64)
+    carrier: str | None = Field(default=None, max_length=32)
+    tracking_url: str | None = None
+    status: str = Field(default=ShipmentStatus.PENDING, max_length=32)
+    status_changed_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    inbound_message_id: int | None = Field(
+        default=None, foreign_key="inbound_message.id"
+    )
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class TrackingEvent(SQLModel, table=True):
+    """One carrier checkpoint, or a status taken from an email."""
+
+    __tablename__ = "tracking_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shipment_id: int = Field(foreign_key="shipment.id", index=True)
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    status: str = Field(max_length=32)
+    location: str | None = None
+    raw_code: str | None = Field(default=None, max_length=100)
+    raw_text: str | None = None
+    # "email", or the carrier adapter's name.
+    source: str = Field(max_length=32)
+    inbound_message_id: int | None = Field(
+        default=None, foreign_key="inbound_message.id"
+    )
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class Notification(SQLModel, table=True):
+    """One customer email of one update type, from trigger to sent."""
+
+    __table_args__ = (
+        UniqueConstraint("shipment_id", "update", name="uq_notification_once"),
+        Index("ix_notification_queue", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shop.id", index=True)
+    order_id: int = Field(foreign_key="shop_order.id", index=True)
+    shipment_id: int = Field(foreign_key="shipment.id")
+    update: str = Field(max_length=32)
+    recipient: str = Field(max_length=320)
+    state: str = Field(default=NotificationState.PENDING, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    # The time of the event that triggered it; too old and it is suppressed.
+    event_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    reason: str | None = None
+    message_id: str | None = Field(default=None, max_length=300)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    sent_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )

@@ -1,0 +1,182 @@
+"""Status changes of shipments, and the customer updates they trigger.
+
+Every source of status (shop emails, carrier emails, carrier APIs, status
+files) goes through ``record_status`` so that the rules for moving a shipment
+and for notifying its customer live in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col
+
+from mailhandler.store.models import (
+    Notification,
+    NotificationState,
+    Order,
+    OrderState,
+    Shipment,
+    ShipmentStatus,
+    TrackingEvent,
+    UpdateType,
+    utcnow,
+)
+
+log = logging.getLogger("bcctrack.pipeline")
+
+S = ShipmentStatus
+
+# Progress along the delivery; a move to a lower rank is a re-sort or a late
+# event and is ignored, except into the problem statuses below.
+_RANK = {
+    S.PENDING: 0,
+    S.UNKNOWN: 0,
+    S.IN_TRANSIT: 1,
+    S.EXCEPTION: 1,
+    S.DELIVERY_FAILED: 1,
+    S.OUT_FOR_DELIVERY: 2,
+    S.AVAILABLE_FOR_PICKUP: 2,
+    S.DELIVERED: 3,
+    S.RETURNED: 3,
+    S.EXPIRED: 3,
+}
+_FINAL = {S.DELIVERED, S.RETURNED}
+_PROBLEMS = {S.EXCEPTION, S.DELIVERY_FAILED, S.RETURNED}
+
+UPDATE_FOR_STATUS: dict[ShipmentStatus, UpdateType] = {
+    S.IN_TRANSIT: UpdateType.SHIPPED,
+    S.OUT_FOR_DELIVERY: UpdateType.OUT_FOR_DELIVERY,
+    S.AVAILABLE_FOR_PICKUP: UpdateType.AVAILABLE_FOR_PICKUP,
+    S.DELIVERED: UpdateType.DELIVERED,
+    S.DELIVERY_FAILED: UpdateType.DELAYED,
+    S.EXCEPTION: UpdateType.DELAYED,
+    S.RETURNED: UpdateType.RETURNED,
+}
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """A status for one shipment from any source, before it is stored."""
+
+    status: ShipmentStatus
+    occurred_at: datetime
+    source: str
+    raw_code: str | None = None
+    raw_text: str | None = None
+    location: str | None = None
+    inbound_message_id: int | None = None
+
+
+def is_progress(current: ShipmentStatus, new: ShipmentStatus) -> bool:
+    """Tell whether moving from ``current`` to ``new`` is a real change."""
+    if new == current or current in _FINAL:
+        return False
+    if current == S.EXPIRED or new in _PROBLEMS:
+        return True
+    if new == S.EXPIRED:
+        return True
+    return _RANK[new] >= _RANK[current] and new != S.UNKNOWN
+
+
+def record_status(
+    session: Session,
+    shipment: Shipment,
+    order: Order,
+    event: StatusEvent,
+    max_event_age: timedelta,
+) -> Notification | None:
+    """Store ``event`` on ``shipment``, move its status, and queue an update.
+
+    Returns the notification created for the change, or None when the event
+    changed nothing or its update was already queued.
+    """
+    assert shipment.id is not None
+    session.add(
+        TrackingEvent(
+            shipment_id=shipment.id,
+            occurred_at=event.occurred_at,
+            status=event.status,
+            location=event.location,
+            raw_code=event.raw_code,
+            raw_text=event.raw_text,
+            source=event.source,
+            inbound_message_id=event.inbound_message_id,
+        )
+    )
+    current = ShipmentStatus(shipment.status)
+    if not is_progress(current, event.status):
+        return None
+    shipment.status = event.status
+    shipment.status_changed_at = utcnow()
+    session.add(shipment)
+    log.info(
+        "shipment %s: %s -> %s (%s)", shipment.id, current, event.status, event.source
+    )
+    update = UPDATE_FOR_STATUS.get(event.status)
+    if update is None:
+        return None
+    return queue_update(
+        session, shipment, order, update, event.occurred_at, max_event_age
+    )
+
+
+def queue_update(
+    session: Session,
+    shipment: Shipment,
+    order: Order,
+    update: UpdateType,
+    event_at: datetime,
+    max_event_age: timedelta,
+) -> Notification | None:
+    """Queue one ``update`` email for ``shipment``, at most once ever.
+
+    The notification is stored as suppressed, with the reason, when it must
+    not go out: the order is cancelled, the customer is unknown or the event
+    is too old.
+    """
+    assert shipment.id is not None and order.id is not None
+    state = NotificationState.PENDING
+    reason = None
+    if order.state == OrderState.CANCELLED:
+        state, reason = NotificationState.SUPPRESSED, "order cancelled"
+    elif not order.customer_email:
+        state, reason = NotificationState.SUPPRESSED, "no customer address"
+    elif utcnow() - event_at > max_event_age:
+        state, reason = NotificationState.SUPPRESSED, "event older than the maximum age"
+    values = {
+        "shop_id": order.shop_id,
+        "order_id": order.id,
+        "shipment_id": shipment.id,
+        "update": update,
+        "recipient": order.customer_email or "",
+        "state": state,
+        "attempts": 0,
+        "next_attempt_at": utcnow(),
+        "event_at": event_at,
+        "reason": reason,
+        "created_at": utcnow(),
+    }
+    bind = session.get_bind()
+    insert_ = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert_(Notification)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["shipment_id", "update"])
+        .returning(col(Notification.id))
+    )
+    new_id = session.scalars(statement).first()
+    if new_id is None:
+        return None
+    log.info(
+        "notification %s: %s for shipment %s queued as %s%s",
+        new_id,
+        update,
+        shipment.id,
+        state,
+        f" ({reason})" if reason else "",
+    )
+    return session.get(Notification, new_id)
