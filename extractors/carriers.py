@@ -1,4 +1,4 @@
-"""Carriers bcctrack knows: slugs and the names customers know them by."""
+"""Carrier slugs and their display names."""
 
 from __future__ import annotations
 

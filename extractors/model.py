@@ -1,4 +1,4 @@
-"""What extraction returns: candidates with evidence, and the resolved result."""
+"""Extraction results: candidates with evidence, and the resolved values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 
 class Kind(StrEnum):
-    """What an email is about."""
+    """The kind of an email: the event it reports."""
 
     ORDER_CONFIRMATION = "order_confirmation"
     SHIPPING_CONFIRMATION = "shipping_confirmation"
@@ -35,7 +35,7 @@ class FieldName(StrEnum):
 
 @dataclass(frozen=True)
 class Evidence:
-    """Where a candidate was found and why it was taken as one."""
+    """The place a candidate was found, and the reason it was taken."""
 
     extractor: str
     location: str
@@ -48,7 +48,7 @@ class Candidate:
     """A value one extractor found, with its evidence and confidence.
 
     ``carrier`` and ``tracking_url`` are set on tracking-number candidates
-    when the extractor knows them.
+    when the extractor found them.
     """
 
     field: FieldName

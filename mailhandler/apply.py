@@ -37,7 +37,7 @@ STATUS_FOR_KIND: dict[Kind, ShipmentStatus] = {
 
 @dataclass
 class ApplyResult:
-    """What one email changed in the store."""
+    """The store rows one email created or changed."""
 
     order_id: int | None = None
     shipment_ids: list[int] = field(default_factory=list)
@@ -74,8 +74,8 @@ def apply_extraction(
     status = STATUS_FOR_KIND.get(extraction.kind)
     if status is not None and not shipments:
         # An email about the order that names no tracking number (Amazon's
-        # "Delivered" mails) moves the order's shipment when there is exactly
-        # one; with several it cannot tell which.
+        # "Delivered" mails) moves the order's shipment if it has exactly one.
+        # With several shipments the email does not tell which one it means.
         shipments = list(
             session.scalars(select(Shipment).where(col(Shipment.order_id) == order.id))
         )

@@ -1,4 +1,4 @@
-"""Storing raw messages durably, once, before intake answers 250."""
+"""Storing raw messages durably, once, before intake replies 250."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Envelope:
 
 def header_message_id(raw: bytes) -> str | None:
     """Return the Message-ID header of ``raw`` without angle brackets, or None."""
-    # Parsing the header block alone is cheap and cannot fail on a broken body.
+    # Only the header block is parsed, so a broken body cannot matter here.
     headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
     value = headers.get("Message-ID")
     if value is None:

@@ -1,4 +1,4 @@
-"""SMTP intake: check the recipient, store the raw message, then answer 250.
+"""SMTP intake: check the recipient, store the raw message, then reply 250.
 
 The handler stays small on purpose. Everything that can go wrong with a
 message's content happens later, in the pipeline, from the stored copy.

@@ -1,8 +1,8 @@
 """The notifier: renders queued notifications and hands them to the backend.
 
-A notification is sent at most once per shipment and update type: the
-``notification`` table allows one row per pair, and a row leaves the queue
-only as ``sent``, ``suppressed`` or ``failed``.
+The ``notification`` table has a unique key on shipment and update type, and
+a row leaves the queue only as ``sent``, ``suppressed`` or ``failed``. So each
+update goes out once, except for the resend window described in ``_deliver``.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class OutboundError(Exception):
 
 @dataclass(frozen=True)
 class Envelope:
-    """Who an outgoing message is from and to, as plain values."""
+    """Sender, recipient and identity headers of one outgoing message."""
 
     sender_address: str
     sender_name: str
@@ -63,17 +63,18 @@ def build_message(rendered: RenderedUpdate, envelope: Envelope) -> EmailMessage:
     message["Subject"] = _display_name(rendered.subject)
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = envelope.message_id
-    message["Content-Language"] = rendered.language
     message["Auto-Submitted"] = "auto-generated"
     if envelope.list_unsubscribe:
         message["List-Unsubscribe"] = envelope.list_unsubscribe
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
+    # set_content() clears Content-* headers, so this one comes after it.
+    message["Content-Language"] = rendered.language
     return message
 
 
 class Backend(Protocol):
-    """Where outgoing messages go."""
+    """A destination for outgoing messages: a folder or a relay."""
 
     async def send(self, message: EmailMessage, name: str) -> None:
         """Deliver ``message``; ``name`` identifies it (a notification id)."""
@@ -83,7 +84,7 @@ class FileBackend:
     """Writes each message as an .eml file into the outbox folder.
 
     A message is written to a temporary file, synced and renamed, so the
-    outbox never holds half a message; writing the same name again replaces
+    outbox never contains half a message. Writing the same name again replaces
     the file instead of adding a second one.
     """
 

@@ -3,8 +3,8 @@
 A message's processing either commits whole (its order, shipments, events,
 notifications and final state in one transaction) or changes nothing but its
 attempt count and reason. A message that keeps failing is retried with
-backoff up to the attempt limit and then set ``failed``; it never stops the
-worker or the messages behind it.
+backoff up to the attempt limit and then set ``failed``. It does not stop the
+worker, and the messages behind it are claimed meanwhile.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class LeaseLostError(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """How processing one message ended."""
+    """The final state of one processing attempt, with its reason."""
 
     state: InboundState
     reason: str | None = None
@@ -54,9 +54,11 @@ class Pipeline:
         engine: Engine,
         settings: Settings,
         on_processed: Callable[[], None] | None = None,
+        extract: Callable[[ParsedMessage], Extraction] = extract_message,
     ) -> None:
         self.engine = engine
         self.settings = settings
+        self.extract = extract
         # Called after a message was applied, to wake the notifier.
         self.on_processed = on_processed
         self.owner = new_owner("worker")
@@ -107,7 +109,7 @@ class Pipeline:
         check = check_sender_domain(
             shop.sender_domains, parsed.from_, message.mail_from
         )
-        extraction = extract_message(parsed)
+        extraction = self.extract(parsed)
         return self._finish(message, parsed, check, extraction)
 
     def _finish(

@@ -29,7 +29,7 @@ TOKEN_LENGTH = 16
 
 
 class ShopError(Exception):
-    """A shop cannot be created or found; the message says which value is wrong."""
+    """A shop cannot be created or found; the message names the invalid value."""
 
 
 @dataclass(frozen=True)

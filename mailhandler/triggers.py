@@ -30,8 +30,8 @@ log = logging.getLogger("bcctrack.pipeline")
 
 S = ShipmentStatus
 
-# Progress along the delivery; a move to a lower rank is a re-sort or a late
-# event and is ignored, except into the problem statuses below.
+# Progress along the delivery. A move to a lower rank is a re-sort or a late
+# event, so it is ignored, except a move into one of the problem statuses.
 _RANK = {
     S.PENDING: 0,
     S.UNKNOWN: 0,

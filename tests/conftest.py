@@ -85,3 +85,15 @@ def engine(store_url: str) -> Iterator[Engine]:
         yield opened
     finally:
         opened.dispose()
+
+
+# Variables that configure the tests themselves rather than bcctrack.
+_TEST_VARIABLES = {"BCCTRACK_CORPUS", "BCCTRACK_TEST_POSTGRES_URL"}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A developer's own BCCTRACK_* settings must not leak into the tests.
+    for key in list(os.environ):
+        if key.startswith("BCCTRACK_") and key not in _TEST_VARIABLES:
+            monkeypatch.delenv(key)

@@ -1,4 +1,4 @@
-"""What every command shares: settings, the store and error reporting."""
+"""Shared command parts: settings, the store and error reporting."""
 
 from __future__ import annotations
 

@@ -29,8 +29,8 @@ class StoreError(Exception):
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer. synchronous=FULL makes each
-    # commit durable before it returns, which intake relies on before it
-    # answers 250.
+    # commit durable before it returns, and intake replies 250 only after the
+    # commit returns.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
@@ -41,7 +41,7 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 def _begin_immediate(connection: Any) -> None:
     # A write transaction that starts as a read and upgrades later fails at
-    # once with "database is locked" under contention; taking the write lock
+    # once with "database is locked" under contention. Taking the write lock
     # at BEGIN makes it wait for busy_timeout instead.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 

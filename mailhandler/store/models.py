@@ -50,7 +50,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class InboundState(StrEnum):
-    """Where an inbound message is in the pipeline."""
+    """The pipeline state of an inbound message."""
 
     QUEUED = "queued"
     PROCESSED = "processed"
@@ -86,7 +86,7 @@ class UpdateType(StrEnum):
 
 
 class NotificationState(StrEnum):
-    """Where a notification is between trigger and relay."""
+    """The delivery state of a notification."""
 
     PENDING = "pending"
     SENT = "sent"

@@ -3,7 +3,7 @@
 A claimed row belongs to one process until its lease expires; a process that
 dies leaves the row to be claimed again after the lease. On PostgreSQL the
 claim skips rows another transaction has locked (FOR UPDATE SKIP LOCKED), so
-concurrent claimers never wait on each other; SQLite serializes writers.
+concurrent claimers do not wait on each other. SQLite serializes writers.
 """
 
 from __future__ import annotations

@@ -1,0 +1,322 @@
+"""The pipeline worker on both stores: outcomes, retries, sender checks, triggers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlmodel import Session
+
+from extractors.message import ParsedMessage
+from extractors.model import Customer, Extraction, Kind, ShipmentResult
+from mailhandler.inbound import Envelope, store_inbound
+from mailhandler.pipeline import Pipeline
+from mailhandler.settings import Settings
+from mailhandler.shops import add_shop
+from mailhandler.store.models import (
+    InboundMessage,
+    InboundState,
+    Notification,
+    NotificationState,
+    Order,
+    OrderState,
+    Shipment,
+    ShipmentStatus,
+    utcnow,
+)
+
+TRACKING = "1Z999AA10123456784"
+
+
+class ScriptedExtractor:
+    """Returns the extraction named by the message's subject; raises on 'poison'."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, message: ParsedMessage) -> Extraction:
+        self.calls += 1
+        if "poison" in message.subject:
+            raise RuntimeError("extractor crashed on purpose")
+        kind = Kind.OTHER
+        for candidate in Kind:
+            if candidate.value in message.subject:
+                kind = candidate
+        shipments = []
+        if kind != Kind.ORDER_CONFIRMATION and "no-tracking" not in message.subject:
+            shipments = [
+                ShipmentResult(TRACKING, "ups", f"https://ups.test/{TRACKING}")
+            ]
+        if kind == Kind.OTHER:
+            return Extraction()
+        return Extraction(
+            kind=kind,
+            order_number="1001",
+            shipments=shipments,
+            customer=Customer("customer@example.com", "Chris Customer"),
+            language="de",
+        )
+
+
+def _raw(
+    subject: str, sender: str = "orders@shop.example", message_id: str = ""
+) -> bytes:
+    message_id = message_id or f"<{abs(hash(subject))}@shop.example>"
+    return (
+        f"From: Shop <{sender}>\r\nTo: Chris Customer <customer@example.com>\r\n"
+        f"Subject: {subject}\r\nMessage-ID: {message_id}\r\n\r\nbody\r\n"
+    ).encode()
+
+
+def _settings(tmp_path: Path, **values: object) -> Settings:
+    return Settings(data_dir=tmp_path, retry_delay=0.001, max_attempts=3, **values)
+
+
+@pytest.fixture
+def shop_id(engine: Engine) -> int:
+    shop = add_shop(engine, "acme", "Acme", ["shop.example"])
+    assert shop.id is not None
+    return shop.id
+
+
+def _receive(engine: Engine, shop_id: int, raw: bytes, mail_from: str = "") -> int:
+    envelope = Envelope(mail_from=mail_from or "bounce@shop.example", rcpt_tos=["x"])
+    return store_inbound(engine, [shop_id], raw, envelope)[0].id
+
+
+def _drain(pipeline: Pipeline, rounds: int = 20) -> None:
+    # Process until nothing is due, making retries due at once.
+    for _ in range(rounds):
+        with Session(pipeline.engine) as session, session.begin():
+            session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.state == InboundState.QUEUED)
+                .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+            )
+        message_id = pipeline.claim_next()
+        if message_id is None:
+            return
+        pipeline.process(message_id)
+
+
+def _message(engine: Engine, message_id: int) -> InboundMessage:
+    with Session(engine) as session:
+        message = session.get(InboundMessage, message_id)
+        assert message is not None
+        return message
+
+
+def _notifications(engine: Engine) -> list[Notification]:
+    with Session(engine) as session:
+        return list(session.scalars(select(Notification).order_by(Notification.id)))
+
+
+def test_shipping_confirmation_creates_order_shipment_and_update(
+    engine: Engine, tmp_path: Path, shop_id: int
+) -> None:
+    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    message_id = _receive(engine, shop_id, _raw("shipping_confirmation"))
+    _drain(pipeline)
+
+    message = _message(engine, message_id)
+    assert message.state == InboundState.PROCESSED
+    assert message.kind == Kind.SHIPPING_CONFIRMATION
+    assert message.sender_check == "domain"
+    assert message.sender_verified is True
+    assert message.lease_owner is None
+    with Session(engine) as session:
+        order = session.scalars(select(Order)).one()
+        shipment = session.scalars(select(Shipment)).one()
+    assert order.order_number == "1001"
+    assert order.customer_email == "customer@example.com"
+    assert order.language == "de"
+    assert shipment.tracking_number == TRACKING
+    assert shipment.status == ShipmentStatus.PENDING
+    notifications = _notifications(engine)
+    assert [(n.update, n.state) for n in notifications] == [("shipped", "pending")]
+    assert notifications[0].recipient == "customer@example.com"
+
+
+def test_second_shipping_email_queues_no_second_update(
+    engine: Engine, tmp_path: Path, shop_id: int
+) -> None:
+    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    _receive(
+        engine, shop_id, _raw("shipping_confirmation", message_id="<a@shop.example>")
+    )
+    _receive(
+        engine, shop_id, _raw("shipping_confirmation", message_id="<b@shop.example>")
+    )
+    _drain(pipeline)
+    assert len(_notifications(engine)) == 1
+
+
+def test_foreign_sender_quarantined_and_sends_nothing(
+    engine: Engine, tmp_path: Path, shop_id: int
+) -> None:
+    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    raw = _raw("shipping_confirmation", sender="orders@evil.example")
+    message_id = _receive(engine, shop_id, raw, mail_from="bounce@evil.example")
+    _drain(pipeline)
+
+    message = _message(engine, message_id)
+    assert message.state == InboundState.QUARANTINED
+    assert message.sender_verified is False
+    assert message.reason is not None
+    assert "evil.example" in message.reason
+    with Session(engine) as session:
+        assert session.scalars(select(Order)).all() == []
+    assert _notifications(engine) == []
+
+
+@pytest.mark.parametrize(
+    ("sender", "mail_from"),
+    [
+        ("orders@mail.shop.example", "bounce@esp.example"),
+        ("orders@evil.example", "bounce@bounces.shop.example"),
+    ],
+)
+def test_subdomain_or_envelope_sender_verifies(
+    engine: Engine, tmp_path: Path, shop_id: int, sender: str, mail_from: str
+) -> None:
+    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    raw = _raw("shipping_confirmation", sender=sender)
+    message_id = _receive(engine, shop_id, raw, mail_from=mail_from)
+    _drain(pipeline)
+    assert _message(engine, message_id).state == InboundState.PROCESSED
+
+
+def test_lookalike_domain_not_verified(
+    engine: Engine, tmp_path: Path, shop_id: int
+) -> None:
+    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    raw = _raw("shipping_confirmation", sender="orders@evilshop.example")
+    message_id = _receive(engine, shop_id, raw, mail_from="b@shop.example.evil.test")
+    _drain(pipeline)
+    assert _message(engine, message_id).state == InboundState.QUARANTINED
+
+
+def test_poison_message_fails_after_attempts_without_blocking(
+    engine: Engine, tmp_path: Path, shop_id: int
+) -> None:
+    extractor = ScriptedExtractor()
+    pipeline = Pipeline(engine, _settings(tmp_path), extract=extractor)
+    poison = _receive(engine, shop_id, _raw("poison"))
+    good = _receive(engine, shop_id, _raw("shipping_confirmation"))
+    _drain(pipeline)
+
+    failed = _message(engine, poison)
+    assert failed.state == InboundState.FAILED
+    assert failed.attempts == 3
+    assert failed.reason == "RuntimeError: extractor crashed on purpose"
+    assert _message(engine, good).state == InboundState.PROCESSED
+    assert extractor.calls == 4
+
+
+def test_retry_waits_for_backoff(engine: Engine, tmp_path: Path, shop_id: int) -> None:
+    settings = Settings(data_dir=tmp_path, retry_delay=3600, max_attempts=3)
+    pipeline = Pipeline(engine, settings, extract=ScriptedExtractor())
+    poison = _receive(engine, shop_id, _raw("poison"))
+    claimed = pipeline.claim_next()
+    assert claimed == poison
+    pipeline.process(poison)
+    message = _message(engine, poison)
+    assert message.state == InboundState.QUEUED
+    assert message.next_attempt_at > utcnow() + timedelta(minutes=30)
+    assert pipeline.claim_next() is None
+
+
+def test_broken_mime_processed_with_defects(
+    engine: Engine, tmp_path: Path, shop_id: int
+) -> None:
+    pipeline = Pipeline(engine, _settings(tmp_path))
+    broken = (
+        b"From: Shop <orders@shop.example>\r\nTo: Chris <customer@example.com>\r\n"
+        b"Subject: Your order 1001 has shipped\r\nMessage-ID: <broken@shop.example>\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b1"\r\n'
+        b"\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Tracking number: 1Z999AA10123456784\r\n"
+    )
+    next_one = _raw("order_confirmation")
+    broken_id = _receive(engine, shop_id, broken)
+    next_id = _receive(engine, shop_id, next_one)
+    _drain(pipeline)
+
+    message = _message(engine, broken_id)
+    assert message.state in {InboundState.PROCESSED, InboundState.IGNORED}
+    assert any("CloseBoundaryNotFound" in defect for defect in message.defects)
+    assert _message(engine, next_id).state in {
+        InboundState.PROCESSED,
+        InboundState.IGNORED,
+    }
+
+
+def test_real_extractor_never_crashes_the_worker_on_garbage(
+    engine: Engine, tmp_path: Path, shop_id: int
+) -> None:
+    pipeline = Pipeline(engine, _settings(tmp_path))
+    garbage = [
+        b"",
+        b"\x00\xff\xfe" * 100,
+        b"From: orders@shop.example\r\nContent-Type: multipart/mixed\r\n\r\n--\r\n",
+        b"From: orders@shop.example\r\nContent-Transfer-Encoding: base64\r\n\r\n@@@",
+    ]
+    ids = [_receive(engine, shop_id, raw) for raw in garbage]
+    _drain(pipeline)
+    for message_id in ids:
+        assert _message(engine, message_id).state != InboundState.QUEUED
+
+
+def test_out_for_delivery_email_moves_shipment(
+    engine: Engine, tmp_path: Path, shop_id: int
+) -> None:
+    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    _receive(engine, shop_id, _raw("shipping_confirmation"))
+    _receive(engine, shop_id, _raw("out_for_delivery"))
+    _receive(engine, shop_id, _raw("delivered no-tracking"))
+    _drain(pipeline)
+    with Session(engine) as session:
+        shipment = session.scalars(select(Shipment)).one()
+    assert shipment.status == ShipmentStatus.DELIVERED
+    updates = [n.update for n in _notifications(engine)]
+    assert updates == ["shipped", "out_for_delivery", "delivered"]
+
+
+def test_cancellation_suppresses_pending_updates(
+    engine: Engine, tmp_path: Path, shop_id: int
+) -> None:
+    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    _receive(engine, shop_id, _raw("shipping_confirmation"))
+    _receive(engine, shop_id, _raw("cancellation"))
+    _drain(pipeline)
+    with Session(engine) as session:
+        order = session.scalars(select(Order)).one()
+    assert order.state == OrderState.CANCELLED
+    notification = _notifications(engine)[0]
+    assert notification.state == NotificationState.SUPPRESSED
+    assert notification.reason == "order cancelled"
+
+
+def test_expired_lease_is_claimed_again(
+    engine: Engine, tmp_path: Path, shop_id: int
+) -> None:
+    settings = _settings(tmp_path)
+    crashed = Pipeline(engine, settings, extract=ScriptedExtractor())
+    message_id = _receive(engine, shop_id, _raw("shipping_confirmation"))
+    assert crashed.claim_next() == message_id
+    # The first owner dies here; a new process takes the message over.
+    survivor = Pipeline(engine, settings, extract=ScriptedExtractor())
+    assert survivor.claim_next() is None
+    with Session(engine) as session, session.begin():
+        session.execute(
+            update(InboundMessage).values(
+                lease_expires_at=utcnow() - timedelta(seconds=1)
+            )
+        )
+    assert survivor.claim_next() == message_id
+    assert survivor.process(message_id) is not None
+    assert crashed.process(message_id) is None
+    assert _message(engine, message_id).state == InboundState.PROCESSED
+    assert len(_notifications(engine)) == 1

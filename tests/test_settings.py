@@ -1,0 +1,85 @@
+"""Settings: defaults, TOML file, environment and command-line precedence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailhandler.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_work_on_a_laptop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("BCCTRACK_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    settings = load_settings()
+    assert settings.data_dir == tmp_path / "bcctrack"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'bcctrack' / 'bcctrack.db'}"
+    assert (settings.intake_host, settings.intake_port) == ("127.0.0.1", 2525)
+    assert settings.intake_domain == "localhost"
+    assert settings.outbound == "file"
+    assert settings.outbox_dir == tmp_path / "bcctrack" / "outbox"
+    assert settings.sender_address == "updates@localhost"
+
+
+def test_file_then_environment_then_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "bcctrack.toml"
+    config.write_text(
+        'intake_port = 2600\nintake_domain = "from-file.example"\n'
+        'outbound = "smtp://relay.example:25"\nmax_message_size = 1000\n'
+    )
+    monkeypatch.setenv("BCCTRACK_CONFIG", str(config))
+    monkeypatch.setenv("BCCTRACK_INTAKE_PORT", "2700")
+    monkeypatch.setenv("BCCTRACK_INTAKE_DOMAIN", "from-env.example")
+    settings = load_settings(intake_port=2800, intake_host=None)
+    assert settings.intake_port == 2800
+    assert settings.intake_domain == "from-env.example"
+    assert settings.outbound == "smtp://relay.example:25"
+    assert settings.max_message_size == 1000
+    assert settings.intake_host == "127.0.0.1"
+
+
+def test_config_option_replaces_environment_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "a.toml").write_text("intake_port = 1111\n")
+    (tmp_path / "b.toml").write_text("intake_port = 2222\n")
+    monkeypatch.setenv("BCCTRACK_CONFIG", str(tmp_path / "a.toml"))
+    assert load_settings(tmp_path / "b.toml").intake_port == 2222
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("intake_port = 70000\n", "intake_port"),
+        ('outbound = "relay.example"\n', "invalid outbound"),
+        ("unknown_setting = 1\n", "unknown_setting"),
+        ("intake_port = [\n", "Invalid"),
+        ('log_level = "LOUD"\n', "invalid log level"),
+    ],
+)
+def test_invalid_file_rejected_with_reason(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str, message: str
+) -> None:
+    config = tmp_path / "bcctrack.toml"
+    config.write_text(content)
+    monkeypatch.setenv("BCCTRACK_CONFIG", str(config))
+    with pytest.raises(SettingsError, match=message):
+        load_settings()
+
+
+def test_missing_config_file_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BCCTRACK_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(SettingsError, match="config file not found"):
+        load_settings()
+
+
+def test_every_setting_is_documented() -> None:
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"setting {name} has no description"
