@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,12 @@ REPLY_UNKNOWN_RECIPIENT = "550 5.1.1 No such shop address: {address}"
 REPLY_QUEUED = "250 2.0.0 queued as {ids}"
 REPLY_STORE_FAILED = "451 4.3.0 Cannot store the message now, try again later"
 REPLY_LOOKUP_FAILED = "451 4.3.0 Cannot check the recipient now, try again later"
+REPLY_TIMEOUT = "421 4.4.2 Timeout, closing the connection"
+REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients, send the rest separately"
+REPLY_TOO_MANY_SESSIONS = "421 4.7.0 Too many connections, try again later"
+REPLY_TOO_MANY_FROM_CLIENT = (
+    "421 4.7.0 Too many connections from your address, try again later"
+)
 
 _MAX_LOGGED_ADDRESS = 120
 
@@ -76,6 +84,13 @@ class IntakeHandler:
         if recipient is None:
             log.info("%s unknown recipient %s", _peer(session), _printable(address))
             return REPLY_UNKNOWN_RECIPIENT.format(address=_printable(address))
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            log.warning(
+                "%s over the limit of %d recipients",
+                _peer(session),
+                self.settings.max_recipients,
+            )
+            return REPLY_TOO_MANY_RECIPIENTS
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return REPLY_RCPT_OK
@@ -122,18 +137,59 @@ class IntakeHandler:
         return store_inbound(self.engine, shop_ids, raw, envelope)
 
 
-class IntakeSMTP(SMTP):
-    """aiosmtpd's SMTP with the line limit raised to the message size limit.
+class SessionLimiter:
+    """Counts open SMTP sessions, in all and per client address."""
 
-    Real shop emails contain lines far longer than RFC 5321's 1000 bytes. CRLF
-    stays the only line ending that aiosmtpd's DATA reader accepts, so a bare
-    LF or CR cannot end the data early.
+    def __init__(self, max_sessions: int, max_per_client: int) -> None:
+        self.max_sessions = max_sessions
+        self.max_per_client = max_per_client
+        self.total = 0
+        self.per_client: Counter[str] = Counter()
+
+    def open(self, client: str) -> str | None:
+        """Count a new session; return the rejection reply if over a limit."""
+        if self.total >= self.max_sessions:
+            return REPLY_TOO_MANY_SESSIONS
+        if self.per_client[client] >= self.max_per_client:
+            return REPLY_TOO_MANY_FROM_CLIENT
+        self.total += 1
+        self.per_client[client] += 1
+        return None
+
+    def close(self, client: str) -> None:
+        """Stop counting a session that ``open`` accepted."""
+        self.total -= 1
+        self.per_client[client] -= 1
+        if self.per_client[client] <= 0:
+            del self.per_client[client]
+
+
+class IntakeSMTP(SMTP):
+    """aiosmtpd's SMTP with bcctrack's limits.
+
+    The line limit is the message size limit, because real shop emails contain
+    lines far longer than RFC 5321's 1000 bytes. CRLF stays the only line
+    ending that aiosmtpd's DATA reader accepts, so a bare LF or CR cannot end
+    the data early. During DATA, the idle timer restarts whenever bytes
+    arrive, so a large message on a slow link is cut only when it stalls.
     """
 
-    def __init__(self, handler: IntakeHandler, *, data_size_limit: int, **kwargs: Any):
+    def __init__(
+        self,
+        handler: IntakeHandler,
+        *,
+        data_size_limit: int,
+        limiter: SessionLimiter,
+        data_timeout: float,
+        **kwargs: Any,
+    ):
         # aiosmtpd sizes its stream reader from line_length_limit inside
         # __init__, so the instance value has to be set first.
         self.line_length_limit = data_size_limit + 2
+        self._limiter = limiter
+        self._data_timeout = data_timeout
+        self._in_data = False
+        self._client: str | None = None
         super().__init__(
             handler,
             data_size_limit=data_size_limit,
@@ -141,6 +197,58 @@ class IntakeSMTP(SMTP):
             decode_data=False,
             **kwargs,
         )
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._client is None and not self._starttls_done():
+            peer = transport.get_extra_info("peername")
+            client = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+            rejection = self._limiter.open(client)
+            if rejection is not None:
+                log.warning("%s rejected: %s", client, rejection[4:])
+                transport.write(rejection.encode() + b"\r\n")  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._client = client
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._client is None:
+            # Rejected in connection_made: aiosmtpd never set up a session.
+            return
+        self._limiter.close(self._client)
+        super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_data:
+            self._reset_timeout(self._data_timeout)
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802  (aiosmtpd command)
+        self._in_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._in_data = False
+
+    def _timeout_cb(self) -> None:
+        log.warning(
+            "%s timed out %s", self._client, "during DATA" if self._in_data else "idle"
+        )
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(REPLY_TIMEOUT.encode() + b"\r\n")  # type: ignore[attr-defined]
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    def _starttls_done(self) -> bool:
+        return getattr(self, "_original_transport", None) is not None
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """Return the server TLS context from the settings, or None without one."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
 
 
 async def start_intake(
@@ -150,18 +258,24 @@ async def start_intake(
 ) -> asyncio.Server:
     """Start the SMTP listener on the settings' host and port."""
     handler = IntakeHandler(engine, settings, on_stored=on_stored)
+    limiter = SessionLimiter(settings.max_sessions, settings.max_sessions_per_client)
+    context = tls_context(settings)
     loop = asyncio.get_running_loop()
 
     def factory() -> IntakeSMTP:
         return IntakeSMTP(
             handler,
             data_size_limit=settings.max_message_size,
+            limiter=limiter,
+            data_timeout=settings.smtp_data_timeout,
             hostname=settings.intake_domain,
             ident="bcctrack",
+            tls_context=context,
+            require_starttls=settings.require_tls,
+            timeout=settings.smtp_command_timeout,
             loop=loop,
         )
 
-    server = await loop.create_server(
+    return await loop.create_server(
         factory, host=settings.intake_host, port=settings.intake_port
     )
-    return server

@@ -15,14 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, or_, select, update
 from sqlmodel import col
 
-from extractors import extract_message, parse_message
+from extractors import extract_message
 from extractors.message import ParsedMessage
 from extractors.model import Extraction, Kind
 from mailhandler.apply import apply_extraction
 from mailhandler.runner import retry_delay, wait_for_work
+from mailhandler.sandbox import ProcessedContent, ProcessingError, SandboxPool
 from mailhandler.sender import SenderCheck, check_sender_domain
 from mailhandler.settings import Settings
 from mailhandler.store import transaction
@@ -58,12 +59,21 @@ class Pipeline:
     ) -> None:
         self.engine = engine
         self.settings = settings
-        self.extract = extract
+        self.sandboxes = SandboxPool(
+            settings.workers,
+            extract,
+            settings.processing_timeout,
+            settings.processing_memory_limit,
+        )
         # Called after a message was applied, to wake the notifier.
         self.on_processed = on_processed
         self.owner = new_owner("worker")
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.max_event_age = timedelta(hours=settings.max_event_age_hours)
+
+    def close(self) -> None:
+        """Stop the child processes of the sandboxes."""
+        self.sandboxes.close()
 
     def claim_next(self) -> int | None:
         """Lease the next due message; return its id or None."""
@@ -71,6 +81,18 @@ class Pipeline:
             self.engine, InboundMessage, InboundState.QUEUED, self.owner, self.lease
         )
         return ids[0] if ids else None
+
+    def claim(self, message_id: int) -> bool:
+        """Lease the message ``message_id`` if it is queued and free."""
+        ids = claim(
+            self.engine,
+            InboundMessage,
+            InboundState.QUEUED,
+            self.owner,
+            self.lease,
+            row_id=message_id,
+        )
+        return bool(ids)
 
     def process(self, message_id: int) -> Outcome | None:
         """Process a message this worker has claimed.
@@ -103,22 +125,23 @@ class Pipeline:
             if shop is None:
                 raise LookupError(f"shop {message.shop_id} not found")
 
-        # Parsing and extraction run outside any transaction: they are the
-        # slow part and touch nothing in the store.
-        parsed = parse_message(message.raw)
+        # Parsing and extraction run outside any transaction, because they are
+        # the slow part and touch nothing in the store. They run in a child
+        # process that the time limit can stop.
+        with self.sandboxes.sandbox() as sandbox:
+            content = sandbox.run(message.raw)
         check = check_sender_domain(
-            shop.sender_domains, parsed.from_, message.mail_from
+            shop.sender_domains, content.from_, message.mail_from
         )
-        extraction = self.extract(parsed)
-        return self._finish(message, parsed, check, extraction)
+        return self._finish(message, content, check)
 
     def _finish(
         self,
         message: InboundMessage,
-        parsed: ParsedMessage,
+        content: ProcessedContent,
         check: SenderCheck,
-        extraction: Extraction,
     ) -> Outcome:
+        extraction = content.extraction
         if not check.verified:
             outcome = Outcome(
                 InboundState.QUARANTINED, f"sender not verified: {check.detail}"
@@ -142,7 +165,7 @@ class Pipeline:
                 .values(
                     state=outcome.state,
                     reason=outcome.reason,
-                    defects=parsed.defects + extraction.defects,
+                    defects=_unique(content.defects + extraction.defects),
                     kind=extraction.kind,
                     sender_check=check.policy,
                     sender_verified=check.verified,
@@ -164,7 +187,11 @@ class Pipeline:
         return outcome
 
     def _record_failure(self, message_id: int, error: Exception) -> Outcome | None:
-        reason = f"{type(error).__name__}: {error}"[:_MAX_REASON]
+        if isinstance(error, ProcessingError):
+            # The child process already named the exception type.
+            reason = str(error)[:_MAX_REASON]
+        else:
+            reason = f"{type(error).__name__}: {error}"[:_MAX_REASON]
         with transaction(self.engine) as session:
             message = session.get(InboundMessage, message_id)
             attempts = message.attempts if message is not None else 0
@@ -202,6 +229,53 @@ class Pipeline:
         if not kept:
             return None
         return Outcome(state, reason)
+
+
+def requeue(
+    engine: Engine,
+    message_ids: list[int] | None = None,
+    states: list[InboundState] | None = None,
+    shop_id: int | None = None,
+) -> list[int]:
+    """Queue messages again with a fresh attempt count; return their ids.
+
+    Messages are chosen by id, or by state (and shop); a message that a
+    worker holds right now is left alone.
+    """
+    now = utcnow()
+    query = select(col(InboundMessage.id)).where(
+        or_(
+            col(InboundMessage.lease_expires_at).is_(None),
+            col(InboundMessage.lease_expires_at) < now,
+        )
+    )
+    if message_ids is not None:
+        query = query.where(col(InboundMessage.id).in_(message_ids))
+    if states is not None:
+        query = query.where(col(InboundMessage.state).in_(states))
+    if shop_id is not None:
+        query = query.where(col(InboundMessage.shop_id) == shop_id)
+    with transaction(engine) as session:
+        found = session.scalars(query.with_for_update(skip_locked=True))
+        ids = [message_id for message_id in found if message_id is not None]
+        if ids:
+            session.execute(
+                update(InboundMessage)
+                .where(col(InboundMessage.id).in_(ids))
+                .values(
+                    state=InboundState.QUEUED,
+                    attempts=0,
+                    next_attempt_at=now,
+                    reason=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+    return sorted(ids)
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
 
 
 def _carries_nothing(extraction: Extraction) -> bool:

@@ -30,6 +30,7 @@ async def serve(engine: Engine, settings: Settings, role: Role) -> None:
     pipeline_wake = asyncio.Event()
     notifier_wake = asyncio.Event()
     server = None
+    pipeline = None
     tasks: list[asyncio.Task[None]] = []
 
     if role in ("all", "intake"):
@@ -69,6 +70,8 @@ async def serve(engine: Engine, settings: Settings, role: Role) -> None:
         server.close()
         await server.wait_closed()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if pipeline is not None:
+        pipeline.close()
     log.info("stopped")
 
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,6 +72,39 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest accepted message in bytes, advertised as SMTP SIZE.",
     )
+    max_recipients: int = Field(
+        default=100, ge=1, description="Recipients accepted per message."
+    )
+    max_sessions: int = Field(
+        default=200, ge=1, description="SMTP sessions open at once, all clients."
+    )
+    max_sessions_per_client: int = Field(
+        default=20, ge=1, description="SMTP sessions open at once from one address."
+    )
+    smtp_command_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds the listener waits for the next SMTP command.",
+    )
+    smtp_data_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Seconds the listener waits for more message data during DATA; "
+            "the wait restarts whenever data arrives, so a large message on a "
+            "slow link still fits."
+        ),
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate chain for STARTTLS."
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="PEM private key for STARTTLS."
+    )
+    require_tls: bool = Field(
+        default=False,
+        description="Reject mail commands until the client has used STARTTLS.",
+    )
     outbound: str = Field(
         default="file",
         description=(
@@ -89,6 +122,19 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Python logging level.")
     workers: int = Field(
         default=2, ge=1, le=64, description="Inbound messages processed at once."
+    )
+    processing_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds one message may take to parse and extract.",
+    )
+    processing_memory_limit: int = Field(
+        default=2 * 1024 * 1024 * 1024,
+        ge=0,
+        description=(
+            "Address-space limit in bytes of each parse-and-extract child "
+            "process; 0 means no limit."
+        ),
     )
     max_attempts: int = Field(
         default=5,
@@ -145,6 +191,18 @@ class Settings(BaseSettings):
                 f"invalid log level {value!r}: use DEBUG, INFO, WARNING or ERROR"
             )
         return upper
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "tls_cert_file and tls_key_file go together: set both or neither"
+            )
+        if self.require_tls and self.tls_cert_file is None:
+            raise ValueError(
+                "require_tls needs a certificate: set tls_cert_file and tls_key_file"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

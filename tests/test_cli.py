@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support import cli_environment, run_cli
+from support import cli_environment, run_cli
 
 EXTRACT_KEYS = {
     "file",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
+from support import (
     cli_environment,
     crlf,
     free_port,

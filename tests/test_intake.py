@@ -12,7 +12,7 @@ from sqlmodel import Session
 from mailhandler.settings import Settings
 from mailhandler.shops import add_shop, bcc_address
 from mailhandler.store.models import InboundMessage, InboundState
-from tests.support import crlf, running_intake
+from support import crlf, running_intake
 
 SIZE_LIMIT = 200_000
 

@@ -21,7 +21,7 @@ from mailhandler.pipeline import Pipeline
 from mailhandler.settings import Settings
 from mailhandler.shops import add_shop
 from mailhandler.store.models import Notification, NotificationState, utcnow
-from tests.support import free_port, smtp_sink
+from support import free_port, smtp_sink
 
 TRACKING = "1Z999AA10123456784"
 LINK = f"https://www.ups.com/track?tracknum={TRACKING}"

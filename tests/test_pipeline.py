@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, update
@@ -12,7 +16,7 @@ from sqlmodel import Session
 from extractors.message import ParsedMessage
 from extractors.model import Customer, Extraction, Kind, ShipmentResult
 from mailhandler.inbound import Envelope, store_inbound
-from mailhandler.pipeline import Pipeline
+from mailhandler.pipeline import Pipeline, requeue
 from mailhandler.settings import Settings
 from mailhandler.shops import add_shop
 from mailhandler.store.models import (
@@ -31,15 +35,24 @@ TRACKING = "1Z999AA10123456784"
 
 
 class ScriptedExtractor:
-    """Returns the extraction named by the message's subject; raises on 'poison'."""
+    """Returns the extraction the message's subject names.
 
-    def __init__(self) -> None:
-        self.calls = 0
+    Subjects with "poison" raise, "hang" never return, "die" exit the process
+    and "hog" exhaust memory. It runs in the pipeline's child process, so it
+    keeps no state.
+    """
 
     def __call__(self, message: ParsedMessage) -> Extraction:
-        self.calls += 1
         if "poison" in message.subject:
             raise RuntimeError("extractor crashed on purpose")
+        if "hang" in message.subject:
+            while True:
+                time.sleep(1)
+        if "die" in message.subject:
+            os._exit(3)
+        if "hog" in message.subject:
+            hoard = [bytearray(64 * 1024 * 1024) for _ in range(1000)]
+            return Extraction(order_number=str(len(hoard)))
         kind = Kind.OTHER
         for candidate in Kind:
             if candidate.value in message.subject:
@@ -70,8 +83,24 @@ def _raw(
     ).encode()
 
 
-def _settings(tmp_path: Path, **values: object) -> Settings:
-    return Settings(data_dir=tmp_path, retry_delay=0.001, max_attempts=3, **values)
+def _settings(tmp_path: Path, **values: Any) -> Settings:
+    defaults: dict[str, Any] = {"retry_delay": 0.001, "max_attempts": 3}
+    return Settings(data_dir=tmp_path, **{**defaults, **values})
+
+
+@pytest.fixture
+def make_pipeline() -> Iterator[Callable[..., Pipeline]]:
+    """Build pipelines and stop their child processes after the test."""
+    built: list[Pipeline] = []
+
+    def make(*args: Any, **kwargs: Any) -> Pipeline:
+        pipeline = Pipeline(*args, **kwargs)
+        built.append(pipeline)
+        return pipeline
+
+    yield make
+    for pipeline in built:
+        pipeline.close()
 
 
 @pytest.fixture
@@ -114,9 +143,9 @@ def _notifications(engine: Engine) -> list[Notification]:
 
 
 def test_shipping_confirmation_creates_order_shipment_and_update(
-    engine: Engine, tmp_path: Path, shop_id: int
+    engine: Engine, tmp_path: Path, shop_id: int, make_pipeline: Callable[..., Pipeline]
 ) -> None:
-    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    pipeline = make_pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
     message_id = _receive(engine, shop_id, _raw("shipping_confirmation"))
     _drain(pipeline)
 
@@ -140,9 +169,9 @@ def test_shipping_confirmation_creates_order_shipment_and_update(
 
 
 def test_second_shipping_email_queues_no_second_update(
-    engine: Engine, tmp_path: Path, shop_id: int
+    engine: Engine, tmp_path: Path, shop_id: int, make_pipeline: Callable[..., Pipeline]
 ) -> None:
-    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    pipeline = make_pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
     _receive(
         engine, shop_id, _raw("shipping_confirmation", message_id="<a@shop.example>")
     )
@@ -154,9 +183,9 @@ def test_second_shipping_email_queues_no_second_update(
 
 
 def test_foreign_sender_quarantined_and_sends_nothing(
-    engine: Engine, tmp_path: Path, shop_id: int
+    engine: Engine, tmp_path: Path, shop_id: int, make_pipeline: Callable[..., Pipeline]
 ) -> None:
-    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    pipeline = make_pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
     raw = _raw("shipping_confirmation", sender="orders@evil.example")
     message_id = _receive(engine, shop_id, raw, mail_from="bounce@evil.example")
     _drain(pipeline)
@@ -179,9 +208,14 @@ def test_foreign_sender_quarantined_and_sends_nothing(
     ],
 )
 def test_subdomain_or_envelope_sender_verifies(
-    engine: Engine, tmp_path: Path, shop_id: int, sender: str, mail_from: str
+    engine: Engine,
+    tmp_path: Path,
+    shop_id: int,
+    make_pipeline: Callable[..., Pipeline],
+    sender: str,
+    mail_from: str,
 ) -> None:
-    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    pipeline = make_pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
     raw = _raw("shipping_confirmation", sender=sender)
     message_id = _receive(engine, shop_id, raw, mail_from=mail_from)
     _drain(pipeline)
@@ -189,9 +223,9 @@ def test_subdomain_or_envelope_sender_verifies(
 
 
 def test_lookalike_domain_not_verified(
-    engine: Engine, tmp_path: Path, shop_id: int
+    engine: Engine, tmp_path: Path, shop_id: int, make_pipeline: Callable[..., Pipeline]
 ) -> None:
-    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    pipeline = make_pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
     raw = _raw("shipping_confirmation", sender="orders@evilshop.example")
     message_id = _receive(engine, shop_id, raw, mail_from="b@shop.example.evil.test")
     _drain(pipeline)
@@ -199,10 +233,9 @@ def test_lookalike_domain_not_verified(
 
 
 def test_poison_message_fails_after_attempts_without_blocking(
-    engine: Engine, tmp_path: Path, shop_id: int
+    engine: Engine, tmp_path: Path, shop_id: int, make_pipeline: Callable[..., Pipeline]
 ) -> None:
-    extractor = ScriptedExtractor()
-    pipeline = Pipeline(engine, _settings(tmp_path), extract=extractor)
+    pipeline = make_pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
     poison = _receive(engine, shop_id, _raw("poison"))
     good = _receive(engine, shop_id, _raw("shipping_confirmation"))
     _drain(pipeline)
@@ -212,12 +245,13 @@ def test_poison_message_fails_after_attempts_without_blocking(
     assert failed.attempts == 3
     assert failed.reason == "RuntimeError: extractor crashed on purpose"
     assert _message(engine, good).state == InboundState.PROCESSED
-    assert extractor.calls == 4
 
 
-def test_retry_waits_for_backoff(engine: Engine, tmp_path: Path, shop_id: int) -> None:
+def test_retry_waits_for_backoff(
+    engine: Engine, tmp_path: Path, shop_id: int, make_pipeline: Callable[..., Pipeline]
+) -> None:
     settings = Settings(data_dir=tmp_path, retry_delay=3600, max_attempts=3)
-    pipeline = Pipeline(engine, settings, extract=ScriptedExtractor())
+    pipeline = make_pipeline(engine, settings, extract=ScriptedExtractor())
     poison = _receive(engine, shop_id, _raw("poison"))
     claimed = pipeline.claim_next()
     assert claimed == poison
@@ -229,9 +263,9 @@ def test_retry_waits_for_backoff(engine: Engine, tmp_path: Path, shop_id: int) -
 
 
 def test_broken_mime_processed_with_defects(
-    engine: Engine, tmp_path: Path, shop_id: int
+    engine: Engine, tmp_path: Path, shop_id: int, make_pipeline: Callable[..., Pipeline]
 ) -> None:
-    pipeline = Pipeline(engine, _settings(tmp_path))
+    pipeline = make_pipeline(engine, _settings(tmp_path))
     broken = (
         b"From: Shop <orders@shop.example>\r\nTo: Chris <customer@example.com>\r\n"
         b"Subject: Your order 1001 has shipped\r\nMessage-ID: <broken@shop.example>\r\n"
@@ -254,9 +288,9 @@ def test_broken_mime_processed_with_defects(
 
 
 def test_real_extractor_never_crashes_the_worker_on_garbage(
-    engine: Engine, tmp_path: Path, shop_id: int
+    engine: Engine, tmp_path: Path, shop_id: int, make_pipeline: Callable[..., Pipeline]
 ) -> None:
-    pipeline = Pipeline(engine, _settings(tmp_path))
+    pipeline = make_pipeline(engine, _settings(tmp_path))
     garbage = [
         b"",
         b"\x00\xff\xfe" * 100,
@@ -270,9 +304,9 @@ def test_real_extractor_never_crashes_the_worker_on_garbage(
 
 
 def test_out_for_delivery_email_moves_shipment(
-    engine: Engine, tmp_path: Path, shop_id: int
+    engine: Engine, tmp_path: Path, shop_id: int, make_pipeline: Callable[..., Pipeline]
 ) -> None:
-    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    pipeline = make_pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
     _receive(engine, shop_id, _raw("shipping_confirmation"))
     _receive(engine, shop_id, _raw("out_for_delivery"))
     _receive(engine, shop_id, _raw("delivered no-tracking"))
@@ -285,9 +319,9 @@ def test_out_for_delivery_email_moves_shipment(
 
 
 def test_cancellation_suppresses_pending_updates(
-    engine: Engine, tmp_path: Path, shop_id: int
+    engine: Engine, tmp_path: Path, shop_id: int, make_pipeline: Callable[..., Pipeline]
 ) -> None:
-    pipeline = Pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    pipeline = make_pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
     _receive(engine, shop_id, _raw("shipping_confirmation"))
     _receive(engine, shop_id, _raw("cancellation"))
     _drain(pipeline)
@@ -300,14 +334,14 @@ def test_cancellation_suppresses_pending_updates(
 
 
 def test_expired_lease_is_claimed_again(
-    engine: Engine, tmp_path: Path, shop_id: int
+    engine: Engine, tmp_path: Path, shop_id: int, make_pipeline: Callable[..., Pipeline]
 ) -> None:
     settings = _settings(tmp_path)
-    crashed = Pipeline(engine, settings, extract=ScriptedExtractor())
+    crashed = make_pipeline(engine, settings, extract=ScriptedExtractor())
     message_id = _receive(engine, shop_id, _raw("shipping_confirmation"))
     assert crashed.claim_next() == message_id
     # The first owner dies here; a new process takes the message over.
-    survivor = Pipeline(engine, settings, extract=ScriptedExtractor())
+    survivor = make_pipeline(engine, settings, extract=ScriptedExtractor())
     assert survivor.claim_next() is None
     with Session(engine) as session, session.begin():
         session.execute(
@@ -320,3 +354,83 @@ def test_expired_lease_is_claimed_again(
     assert crashed.process(message_id) is None
     assert _message(engine, message_id).state == InboundState.PROCESSED
     assert len(_notifications(engine)) == 1
+
+
+@pytest.mark.parametrize(
+    ("subject", "timeout", "reason"),
+    [
+        ("hang", 1.0, "processing timed out after 1 s; the child process was stopped"),
+        ("die", 30.0, "the processing child process died (exit code 3)"),
+        ("hog", 30.0, "MemoryError: "),
+    ],
+)
+def test_runaway_extraction_stopped_and_failed(
+    engine: Engine,
+    tmp_path: Path,
+    shop_id: int,
+    make_pipeline: Callable[..., Pipeline],
+    subject: str,
+    timeout: float,
+    reason: str,
+) -> None:
+    settings = _settings(
+        tmp_path,
+        max_attempts=2,
+        processing_timeout=timeout,
+        processing_memory_limit=768 * 1024 * 1024,
+    )
+    pipeline = make_pipeline(engine, settings, extract=ScriptedExtractor())
+    runaway = _receive(engine, shop_id, _raw(subject))
+    good = _receive(engine, shop_id, _raw("shipping_confirmation"))
+    _drain(pipeline)
+    failed = _message(engine, runaway)
+    assert failed.state == InboundState.FAILED
+    assert failed.reason == reason
+    assert failed.attempts == 2
+    assert _message(engine, good).state == InboundState.PROCESSED
+
+
+def test_requeue_failed_runs_again_after_fix(
+    engine: Engine,
+    tmp_path: Path,
+    shop_id: int,
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    broken = make_pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    message_id = _receive(engine, shop_id, _raw("poison shipping_confirmation"))
+    _drain(broken)
+    assert _message(engine, message_id).state == InboundState.FAILED
+
+    # The fix: an extractor that no longer crashes on this message.
+    assert requeue(engine, states=[InboundState.FAILED]) == [message_id]
+    requeued = _message(engine, message_id)
+    assert requeued.state == InboundState.QUEUED
+    assert requeued.attempts == 0
+    assert requeued.reason is None
+    fixed = make_pipeline(engine, _settings(tmp_path), extract=FixedExtractor())
+    assert fixed.claim(message_id)
+    outcome = fixed.process(message_id)
+    assert outcome is not None
+    assert outcome.state == InboundState.PROCESSED
+    assert len(_notifications(engine)) == 1
+
+
+def test_requeue_skips_leased_message(
+    engine: Engine,
+    tmp_path: Path,
+    shop_id: int,
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    pipeline = make_pipeline(engine, _settings(tmp_path), extract=ScriptedExtractor())
+    message_id = _receive(engine, shop_id, _raw("shipping_confirmation"))
+    assert pipeline.claim_next() == message_id
+    assert requeue(engine, message_ids=[message_id]) == []
+    assert not pipeline.claim(message_id)
+
+
+class FixedExtractor(ScriptedExtractor):
+    """ScriptedExtractor after the fix: "poison" no longer raises."""
+
+    def __call__(self, message: ParsedMessage) -> Extraction:
+        message.subject = message.subject.replace("poison", "")
+        return super().__call__(message)

@@ -10,6 +10,7 @@ from mailhandler.cli.common import CliState
 from mailhandler.cli.extract import extract_command
 from mailhandler.cli.messages import messages
 from mailhandler.cli.orders import orders
+from mailhandler.cli.reprocess import reprocess
 from mailhandler.cli.serve import serve
 from mailhandler.cli.shop import shop
 
@@ -28,5 +29,5 @@ def main(context: click.Context, config: Path | None) -> None:
     context.obj = CliState(config=config)
 
 
-for command in (serve, shop, orders, messages, extract_command):
+for command in (serve, shop, orders, messages, reprocess, extract_command):
     main.add_command(command)

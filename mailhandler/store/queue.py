@@ -32,22 +32,25 @@ def claim(
     owner: str,
     lease: timedelta,
     limit: int = 1,
+    row_id: int | None = None,
 ) -> list[int]:
     """Lease up to ``limit`` due rows of ``model`` in ``ready_state``.
 
     A row is due when its ``next_attempt_at`` has passed and it has no live
     lease. Claiming adds one to its ``attempts``, so that a row that kills
-    its process each time still reaches the attempt limit.
+    its process each time still reaches the attempt limit. With ``row_id``,
+    only that row is claimed, if it is due.
     """
     now = utcnow()
+    due = select(model.id).where(
+        model.state == ready_state,
+        model.next_attempt_at <= now,
+        or_(model.lease_expires_at.is_(None), model.lease_expires_at < now),
+    )
+    if row_id is not None:
+        due = due.where(model.id == row_id)
     due = (
-        select(model.id)
-        .where(
-            model.state == ready_state,
-            model.next_attempt_at <= now,
-            or_(model.lease_expires_at.is_(None), model.lease_expires_at < now),
-        )
-        .order_by(model.next_attempt_at, model.id)
+        due.order_by(model.next_attempt_at, model.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
