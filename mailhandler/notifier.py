@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 from datetime import timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
+from sqlmodel import col
 
 from extractors.carriers import carrier_name
-from mailhandler.outbound import Backend, Envelope, build_message
+from mailhandler.outbound import Backend, Envelope, OutboundError, build_message
 from mailhandler.render import UpdateContext, pick_language, render_update
 from mailhandler.runner import retry_delay, wait_for_work
 from mailhandler.settings import Settings
@@ -34,6 +36,14 @@ from mailhandler.store.queue import claim, new_owner, release
 log = logging.getLogger("bcctrack.notify")
 
 _MAX_REASON = 2000
+_UNCONFIRMED = (
+    "the process stopped while the relay was taking the email; not sent again "
+    "to avoid a duplicate"
+)
+
+
+class LeaseLostError(Exception):
+    """Another process took over the notification while this one worked on it."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,17 @@ class Notifier:
         """Render and send one claimed notification; return its new state."""
         try:
             job = await asyncio.to_thread(self._load, notification_id)
+            if job.notification.sending_at is not None and not self.backend.idempotent:
+                # An earlier process handed this email to the relay and died
+                # before it learnt the result. Sending again could make a
+                # duplicate, so the update stops here and says so.
+                log.warning(
+                    "notification %s: the relay may or may not have it, not sent again",
+                    notification_id,
+                )
+                return await self._finish(
+                    notification_id, NotificationState.UNCONFIRMED, reason=_UNCONFIRMED
+                )
             skip = self._skip_reason(job)
             if skip is not None:
                 return await self._finish(
@@ -127,10 +148,8 @@ class Notifier:
             message_id=message_id,
         )
         message = build_message(rendered, envelope)
-        # TODO(a relay that accepts an idempotency key, or a sent-log the relay
-        # confirms): a crash after the relay accepted the message but before
-        # "sent" is committed sends it once more when the lease expires. The
-        # file backend replaces its file instead.
+        assert notification.id is not None
+        await asyncio.to_thread(self._mark_sending, notification.id, message_id)
         await self.backend.send(message, f"{notification.id:08d}-{notification.update}")
         log.info(
             "notification %s: %s sent for shipment %s in %s",
@@ -141,14 +160,30 @@ class Notifier:
         )
         return message_id
 
+    def _mark_sending(self, notification_id: int, message_id: str) -> None:
+        # Committed before the hand-over, so that a process that dies during
+        # it leaves a mark for the next claimer.
+        with transaction(self.engine) as session:
+            marked = session.execute(
+                update(Notification)
+                .where(
+                    col(Notification.id) == notification_id,
+                    col(Notification.lease_owner) == self.owner,
+                )
+                .values(sending_at=utcnow(), message_id=message_id)
+            )
+            if not marked.rowcount:  # type: ignore[attr-defined]
+                raise LeaseLostError(f"notification {notification_id}")
+
     async def _finish(
         self,
         notification_id: int,
         state: NotificationState,
         reason: str | None = None,
         message_id: str | None = None,
+        **extra: Any,
     ) -> NotificationState | None:
-        values: dict[str, object] = {"state": state, "reason": reason}
+        values: dict[str, Any] = {"state": state, "reason": reason, **extra}
         if state == NotificationState.SENT:
             values.update(sent_at=utcnow(), message_id=message_id)
         elif reason:
@@ -161,7 +196,15 @@ class Notifier:
     async def _record_failure(
         self, notification_id: int, error: Exception
     ) -> NotificationState | None:
+        if isinstance(error, LeaseLostError):
+            log.warning("%s: lease lost, leaving it to its new owner", error)
+            return None
         reason = f"{type(error).__name__}: {error}"[:_MAX_REASON]
+        # Only a rejection by the backend proves that the email did not go
+        # out; after any other error the sending mark stays.
+        cleared: dict[str, Any] = {}
+        if isinstance(error, OutboundError):
+            cleared["sending_at"] = None
         attempts = await asyncio.to_thread(self._attempts, notification_id)
         if attempts >= self.settings.notify_max_attempts:
             log.error(
@@ -170,7 +213,9 @@ class Notifier:
                 attempts,
                 reason,
             )
-            return await self._finish(notification_id, NotificationState.FAILED, reason)
+            return await self._finish(
+                notification_id, NotificationState.FAILED, reason, **cleared
+            )
         next_attempt = utcnow() + retry_delay(attempts, self.settings.retry_delay)
         log.warning(
             "notification %s attempt %d failed, retrying at %s: %s",
@@ -188,6 +233,7 @@ class Notifier:
             state=NotificationState.PENDING,
             reason=reason,
             next_attempt_at=next_attempt,
+            **cleared,
         )
         return NotificationState.PENDING if kept else None
 

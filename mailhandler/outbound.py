@@ -76,6 +76,9 @@ def build_message(rendered: RenderedUpdate, envelope: Envelope) -> EmailMessage:
 class Backend(Protocol):
     """A destination for outgoing messages: a folder or a relay."""
 
+    # True when sending the same name twice delivers it once.
+    idempotent: bool
+
     async def send(self, message: EmailMessage, name: str) -> None:
         """Deliver ``message``; ``name`` identifies it (a notification id)."""
 
@@ -87,6 +90,8 @@ class FileBackend:
     outbox never contains half a message. Writing the same name again replaces
     the file instead of adding a second one.
     """
+
+    idempotent = True
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -113,6 +118,8 @@ class SmtpBackend:
 
     aiosmtplib upgrades the connection with STARTTLS when the relay offers it.
     """
+
+    idempotent = False
 
     def __init__(self, host: str, port: int, timeout: float = 60.0) -> None:
         self.host = host

@@ -62,9 +62,12 @@ def _queue_shipped(
     assert shop.id is not None
     store_inbound(engine, [shop.id], RAW, Envelope("b@shop.example", ["x"]))
     pipeline = Pipeline(engine, settings, extract=FixedExtractor(name))
-    message_id = pipeline.claim_next()
-    assert message_id is not None
-    pipeline.process(message_id)
+    try:
+        message_id = pipeline.claim_next()
+        assert message_id is not None
+        pipeline.process(message_id)
+    finally:
+        pipeline.close()
     return settings
 
 
@@ -178,3 +181,47 @@ def test_every_language_renders(engine: Engine, tmp_path: Path, language: str) -
     )
     assert email["Content-Language"] == language
     assert "A-1001" in email["Subject"]
+
+
+def _crash_during_handover(engine: Engine) -> None:
+    # What a process leaves behind when it dies while the relay takes the
+    # email: the sending mark is committed, the lease has run out.
+    with Session(engine) as session, session.begin():
+        session.execute(
+            update(Notification).values(
+                sending_at=utcnow() - timedelta(minutes=10),
+                lease_owner="dead-process",
+                lease_expires_at=utcnow() - timedelta(minutes=1),
+            )
+        )
+
+
+def test_relay_handover_interrupted_not_resent(engine: Engine, tmp_path: Path) -> None:
+    settings = _queue_shipped(engine, tmp_path)
+    _crash_during_handover(engine)
+    with smtp_sink() as (sink, port):
+        notifier = Notifier(engine, settings, SmtpBackend("127.0.0.1", port))
+        assert _send_all(notifier) == [NotificationState.UNCONFIRMED]
+        assert sink.wait_for(1, timeout=0.5) == []
+    notification = _notification(engine)
+    assert notification.reason is not None
+    assert "not sent again" in notification.reason
+
+
+def test_file_handover_interrupted_written_again(
+    engine: Engine, tmp_path: Path
+) -> None:
+    settings = _queue_shipped(engine, tmp_path)
+    _crash_during_handover(engine)
+    notifier = Notifier(engine, settings, FileBackend(settings.outbox_dir))
+    assert _send_all(notifier) == [NotificationState.SENT]
+    assert len(list(settings.outbox_dir.glob("*.eml"))) == 1
+
+
+def test_relay_rejection_clears_sending_mark(engine: Engine, tmp_path: Path) -> None:
+    settings = _queue_shipped(engine, tmp_path).model_copy(update={"retry_delay": 60})
+    notifier = Notifier(engine, settings, SmtpBackend("127.0.0.1", free_port(), 2.0))
+    _send_all(notifier)
+    notification = _notification(engine)
+    assert notification.state == NotificationState.PENDING
+    assert notification.sending_at is None

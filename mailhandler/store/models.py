@@ -92,6 +92,9 @@ class NotificationState(StrEnum):
     SENT = "sent"
     SUPPRESSED = "suppressed"
     FAILED = "failed"
+    # The process stopped after handing the email to the relay and before it
+    # learnt the result; it is not sent again, to avoid a duplicate.
+    UNCONFIRMED = "unconfirmed"
 
 
 class OrderState(StrEnum):
@@ -261,6 +264,11 @@ class Notification(SQLModel, table=True):
     message_id: str | None = Field(default=None, max_length=300)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    # Set just before the email is handed to the backend, cleared when the
+    # backend rejects it.
+    sending_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     sent_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 15:51:30.875788
+Create Date: 2026-12-04 16:07:17.728002
 """
 
 from collections.abc import Sequence
@@ -121,6 +121,7 @@ def upgrade() -> None:
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
     sa.Column('created_at', mailhandler.store.models.UTCDateTime(), nullable=False),
+    sa.Column('sending_at', mailhandler.store.models.UTCDateTime(), nullable=True),
     sa.Column('sent_at', mailhandler.store.models.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['order_id'], ['shop_order.id'], ),
     sa.ForeignKeyConstraint(['shipment_id'], ['shipment.id'], ),
