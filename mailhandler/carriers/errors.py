@@ -56,7 +56,7 @@ class CarrierAuthError(CarrierError):
 
 
 class CarrierRateLimited(CarrierError):  # noqa: N818 (the name says the state)
-    """The carrier answered 429; ``retry_after`` is in seconds, or None."""
+    """The carrier responded 429; ``retry_after`` is in seconds, or None."""
 
     def __init__(
         self, adapter: str, message: str, retry_after: float | None = None
@@ -66,17 +66,17 @@ class CarrierRateLimited(CarrierError):  # noqa: N818 (the name says the state)
 
 
 class CarrierUnavailable(CarrierError):  # noqa: N818 (the name says the state)
-    """The carrier could not be reached, timed out, or answered 5xx."""
+    """The carrier could not be reached, timed out, or responded 5xx."""
 
 
 class CarrierResponseError(CarrierError):
-    """The carrier answered with malformed JSON or an unexpected shape."""
+    """The carrier responded with malformed JSON or an unexpected shape."""
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Return the seconds to wait from a ``Retry-After`` header value.
 
-    The header holds either a number of seconds or an HTTP date (RFC 9110,
+    The header contains either a number of seconds or an HTTP date (RFC 9110,
     section 10.2.3). A date in the past gives 0. A missing or invalid value
     gives None, and the poller then uses its own backoff.
     """

@@ -29,7 +29,7 @@ from mailhandler.carriers.transport import decode_json, excerpt, send
 
 log = logging.getLogger("bcctrack.poller")
 
-# A token is renewed this many seconds before the carrier says it expires,
+# A token is renewed this many seconds before its stated expiry,
 # so that a request never leaves with a token that lapses on the way.
 EXPIRY_MARGIN = 60.0
 # Lifetime assumed when a token response has no expires_in.
@@ -163,7 +163,7 @@ class OAuthAdapter(HttpAdapter):
     async def _fetch_token(self, credentials: Credentials) -> TokenResponse:
         request = self._token_request(credentials)
         response = await self._send(request, credentials)
-        # RFC 6749 answers invalid_client with 400 or 401; both mean that the
+        # RFC 6749 returns invalid_client with 400 or 401. Both mean that the
         # credential does not work, and retrying will not change that.
         if response.status_code == 400:
             raise CarrierAuthError(

@@ -103,6 +103,15 @@ SPECS = {
 }
 
 
+ADAPTERS: dict[str, type[HttpAdapter]] = {
+    "dhl": DhlAdapter,
+    "ups": UpsAdapter,
+    "fedex": FedexAdapter,
+    "usps": UspsAdapter,
+    "seventeentrack": SeventeenTrackAdapter,
+}
+
+
 def http_date_in(seconds: int) -> str:
     return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
 
@@ -223,9 +232,9 @@ async def test_missing_credentials_is_auth_error(
     carrier_server: FakeCarrierServer, adapter_name: str
 ) -> None:
     spec = SPECS[adapter_name]
-    adapter = type(spec.make(carrier_server.url))(carrier_server.url)
+    kind = ADAPTERS[adapter_name]
 
-    async with adapter:
+    async with kind(carrier_server.url) as adapter:
         with pytest.raises(CarrierAuthError):
             await adapter.track([request(spec)])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailhandler.carriers import CarrierRegistry, Credentials
+from mailhandler.carriers import CarrierAdapter, CarrierRegistry, Credentials
 from mailhandler.carriers.dhl import DhlAdapter
 from mailhandler.carriers.fedex import FedexAdapter
 from mailhandler.carriers.seventeentrack import SeventeenTrackAdapter
@@ -85,6 +85,7 @@ async def test_registry_from_settings_builds_every_adapter() -> None:
     registry = CarrierRegistry.from_settings(settings)
     try:
         kinds = [type(adapter) for adapter in registry.adapters]
+        assert all(isinstance(a, CarrierAdapter) for a in registry.adapters)
         assert kinds == [
             DhlAdapter,
             UpsAdapter,
