@@ -85,9 +85,9 @@ _ATTEMPTED = re.compile(
     re.IGNORECASE,
 )
 
-# NOTE: These rules are English and German phrases seen on DHL's tracking
-# pages, not a list that DHL documents. An event whose text matches none of
-# them keeps the status of its code.
+# NOTE: DHL documents no list of event texts. These English and German
+# phrases are typical DHL wording, not checked against recorded responses.
+# An event whose text matches none of them keeps the status of its code.
 # TODO(record real DHL event texts per service and extend these rules)
 REFINEMENTS: dict[str, tuple[tuple[re.Pattern[str], ShipmentStatus], ...]] = {
     "transit": (
