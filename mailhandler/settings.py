@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -235,6 +235,61 @@ class Settings(BaseSettings):
     def sender_address(self) -> str:
         """The address customer updates are sent from."""
         return self.outbound_sender or f"updates@{self.intake_domain}"
+
+    # --- Carrier adapters (mailhandler.carriers) ----------------------------
+    # Base URLs default to the carriers' production hosts, and credentials
+    # default to empty. An adapter without credentials is not used, so its
+    # carriers go to 17TRACK when 17TRACK has a key. Secrets are SecretStr,
+    # which keeps them out of reprs and log lines.
+    carrier_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds a carrier API request may take before it fails.",
+    )
+    dhl_base_url: str = Field(
+        default="https://api-eu.dhl.com",
+        description="Base URL of DHL Shipment Tracking - Unified.",
+    )
+    dhl_api_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="DHL API key, sent as the DHL-API-Key header.",
+    )
+    ups_base_url: str = Field(
+        default="https://onlinetools.ups.com",
+        description="Base URL of the UPS APIs; https://wwwcie.ups.com to test.",
+    )
+    ups_client_id: str = Field(default="", description="UPS OAuth client id.")
+    ups_client_secret: SecretStr = Field(
+        default=SecretStr(""), description="UPS OAuth client secret."
+    )
+    fedex_base_url: str = Field(
+        default="https://apis.fedex.com",
+        description=(
+            "Base URL of the FedEx APIs; https://apis-sandbox.fedex.com to test."
+        ),
+    )
+    fedex_client_id: str = Field(
+        default="", description="FedEx API key (OAuth client id)."
+    )
+    fedex_client_secret: SecretStr = Field(
+        default=SecretStr(""), description="FedEx secret key (OAuth client secret)."
+    )
+    usps_base_url: str = Field(
+        default="https://apis.usps.com",
+        description="Base URL of the USPS APIs; https://apis-tem.usps.com to test.",
+    )
+    usps_client_id: str = Field(default="", description="USPS OAuth client id.")
+    usps_client_secret: SecretStr = Field(
+        default=SecretStr(""), description="USPS OAuth client secret."
+    )
+    seventeentrack_base_url: str = Field(
+        default="https://api.17track.net",
+        description="Base URL of the 17TRACK API.",
+    )
+    seventeentrack_api_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="17TRACK API key, sent as the 17token header.",
+    )
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
