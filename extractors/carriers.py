@@ -139,7 +139,9 @@ def _carrier(slug: str, raw: dict[str, Any]) -> Carrier:
             formats=tuple(_number_format(slug, f) for f in raw.get("formats", [])),
         )
     except (KeyError, re.error) as error:
-        raise CarrierDataError(f"carrier {slug!r}: missing or invalid {error}") from error
+        raise CarrierDataError(
+            f"carrier {slug!r}: missing or invalid {error}"
+        ) from error
 
 
 @cache

@@ -48,9 +48,7 @@ def luhn(payload: str, check: str) -> bool:
 
 def mod11(payload: str, check: str, weights: Sequence[int]) -> bool:
     """Weighted sum modulo 11, then modulo 10 (FedEx Express)."""
-    total = sum(
-        int(char) * weights[i % len(weights)] for i, char in enumerate(payload)
-    )
+    total = sum(int(char) * weights[i % len(weights)] for i, char in enumerate(payload))
     return check.isdigit() and total % 11 % 10 == int(check)
 
 

@@ -64,7 +64,9 @@ _FORWARD_SUBJECT = re.compile(
 _PLAIN_URL = re.compile(r"https?://[^\s<>\"'\])]+", re.IGNORECASE)
 _QUOTE_PREFIX = re.compile(r"^(?:>\s?)+")
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
-_HEADER_LINE = re.compile(r"^\*?(?P<name>[^\W\d][\w .-]{0,15}?)\s*\*?:\s*(?P<value>.*)$")
+_HEADER_LINE = re.compile(
+    r"^\*?(?P<name>[^\W\d][\w .-]{0,15}?)\s*\*?:\s*(?P<value>.*)$"
+)
 _FORWARD_HEADER_LINES = 24
 
 
@@ -154,7 +156,9 @@ def _apply_inline_forward(document: Document) -> None:
         if not _is_forward_marker(line.text):
             continue
         following = [
-            later for later in document.lines[index + 1 :] if later.location == line.location
+            later
+            for later in document.lines[index + 1 :]
+            if later.location == line.location
         ]
         headers = _forwarded_headers(following)
         recipient = _first_address(headers.get("to", ""))

@@ -27,7 +27,9 @@ FIELDS = (
     "customer_email",
     "language",
 )
-_ALTERNATIVES = re.compile(r"alt_(order_numbers|customer_names?)=([^\s;,]+(?:[;,][^\s;,]+)*)")
+_ALTERNATIVES = re.compile(
+    r"alt_(order_numbers|customer_names?)=([^\s;,]+(?:[;,][^\s;,]+)*)"
+)
 
 
 @dataclass
@@ -148,7 +150,9 @@ def score_file(report: Report, row: dict[str, str], extraction: Extraction) -> N
     _score_single(report, file, "kind", {row["kind"] or "other"}, kind)
     _score_single(report, file, "order_number", order, extraction.order_number)
     email = (extraction.customer.email or "").lower() or None
-    expected_email = {row["customer_email"].lower()} if row.get("customer_email") else set()
+    expected_email = (
+        {row["customer_email"].lower()} if row.get("customer_email") else set()
+    )
     _score_single(report, file, "customer_email", expected_email, email)
     language = {row["language"]} if row.get("language") else set()
     _score_single(report, file, "language", language, extraction.language)

@@ -14,7 +14,9 @@ from extractors.rules import ShopRules
 log = logging.getLogger("bcctrack.extract")
 
 
-def extract_message(message: ParsedMessage, rules: ShopRules | None = None) -> Extraction:
+def extract_message(
+    message: ParsedMessage, rules: ShopRules | None = None
+) -> Extraction:
     """Extract kind, order number, shipments, customer and language.
 
     ``rules`` are the shop's own rules, the strongest layer; without them only

@@ -14,6 +14,7 @@ _DATE = re.compile(
     r"^(?:\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|\d{4}-\d{2}-\d{2}T?[\d:]*|\d{1,2}:\d{2}(?::\d{2})?)$"
 )
 _PRICE_CONTEXT = re.compile(r"[$€£¥₹]|\b(?:EUR|USD|GBP|CHF|PLN|SEK|DKK|CZK)\b", re.I)
+_DECIMALS = re.compile(r"[.,]\d{2}(?!\d)")
 _IBAN = re.compile(r"^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$")
 _OTHER_LABEL_WINDOW = 28
 
@@ -35,8 +36,12 @@ def is_iban(value: str) -> bool:
 def is_price(line: str, start: int, end: int) -> bool:
     """Return whether the value at ``line[start:end]`` is written as an amount."""
     before = line[max(0, start - 4) : start]
-    after = line[end : end + 4]
-    return bool(_PRICE_CONTEXT.search(before) or _PRICE_CONTEXT.search(after))
+    after = line[end : end + 8]
+    return bool(
+        _PRICE_CONTEXT.search(before)
+        or _PRICE_CONTEXT.search(after)
+        or _DECIMALS.match(after)
+    )
 
 
 def is_phone(line: str, start: int) -> bool:

@@ -33,9 +33,7 @@ def _standalone(line: Line) -> str | None:
 def _progress_bar_lines(lines: list[Line]) -> set[int]:
     stages = [i for i, line in enumerate(lines) if _standalone(line)]
     return {
-        i
-        for i in stages
-        if any(0 < abs(i - j) <= _PROGRESS_WINDOW for j in stages)
+        i for i in stages if any(0 < abs(i - j) <= _PROGRESS_WINDOW for j in stages)
     }
 
 

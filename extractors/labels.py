@@ -8,7 +8,7 @@ an element whose id or class names its content (``<span id="trackingNumber">``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from extractors import guards, languages
@@ -19,17 +19,21 @@ EXTRACTOR = "labels"
 
 # What may stand between a label and its value: punctuation, "No.", "is".
 _SEPARATOR = re.compile(
-    r"(?:\s|[:#.\-–—=*]|n[°º]|(?:no|nr|is|è|ist|est|es|er|lautet|är|je|é|n)(?!\w))*",
+    r"(?:\s|[:#.\-–—=*°º]|n[°º]|(?:no|nr|is|è|ist|est|es|er|lautet|är|je|é|n)(?!\w))*",
     re.IGNORECASE,
 )
 _TRACKING_VALUE = re.compile(
     r"(?:[A-Za-z]{1,4}[ -])?[A-Za-z0-9]*\d[A-Za-z0-9]*(?:[ -][A-Za-z0-9]*\d[A-Za-z0-9]*)*"
 )
-_ORDER_VALUE = re.compile(r"#?\s*(?P<value>[A-Za-z0-9](?:[A-Za-z0-9_/.-]*[A-Za-z0-9])?)")
+_ORDER_VALUE = re.compile(
+    r"#?\s*(?P<value>[A-Za-z0-9](?:[A-Za-z0-9_/.-]*[A-Za-z0-9])?)"
+)
 # A table header between a label and its value: a few words, no digits.
 _HEADER_CELL = re.compile(r"^[^\d]{1,30}$")
 _LABEL_LINE_SLACK = 25
-_ATTRIBUTE_TRACKING = re.compile(r"track\w*num|tracking|parcel-?num|waybill|sendungsnummer", re.I)
+_ATTRIBUTE_TRACKING = re.compile(
+    r"track\w*num|tracking|parcel-?num|waybill|sendungsnummer", re.I
+)
 _ATTRIBUTE_ORDER = re.compile(r"order-?(?:num|id|ref)", re.I)
 
 
@@ -45,15 +49,25 @@ class LabelledValue:
     next_cell: bool
 
 
+Accept = Callable[[str, str], bool]
+
+
 def _value_after(
-    lines: list[Line], index: int, start: int, end: int, value: re.Pattern[str]
+    lines: list[Line],
+    index: int,
+    start: int,
+    end: int,
+    value: re.Pattern[str],
+    accept: Accept,
 ) -> tuple[str, bool] | None:
     line = lines[index]
     rest_start = _SEPARATOR.match(line.text, end)
     position = rest_start.end() if rest_start else end
     match = value.match(line.text, position)
     if match and match.group().strip():
-        return match.group(), False
+        if accept(match.group(), line.text):
+            return match.group(), False
+        return None
     if position < len(line.text) or start > _LABEL_LINE_SLACK:
         return None
     # The label ends its line: the value is in the next cell.
@@ -62,7 +76,7 @@ def _value_after(
             return None
         match = value.match(later.text)
         if match and match.group().strip():
-            return match.group(), True
+            return (match.group(), True) if accept(match.group(), later.text) else None
         if offset == 0 and _HEADER_CELL.match(later.text):
             continue
         return None
@@ -70,14 +84,16 @@ def _value_after(
 
 
 def labelled_values(
-    lines: list[Line], list_name: str, value: re.Pattern[str]
+    lines: list[Line], list_name: str, value: re.Pattern[str], accept: Accept
 ) -> Iterator[LabelledValue]:
     """Yield each value that follows a label of ``list_name``."""
     pattern = languages.list_pattern(list_name)
     for index, line in enumerate(lines):
         position = 0
         while match := pattern.search(line.text, position):
-            found = _value_after(lines, index, match.start(), match.end(), value)
+            found = _value_after(
+                lines, index, match.start(), match.end(), value, accept
+            )
             # A short label ("your order") may hide a longer one that starts
             # inside it ("order with the reference"): try again one further.
             position = match.start() + 1 if found is None else match.end()
@@ -107,10 +123,10 @@ def normalize_tracking(raw: str) -> str:
 def tracking_candidates(document: Document) -> list[Candidate]:
     """Return tracking-number candidates next to tracking labels."""
     found = []
-    for item in labelled_values(all_lines(document), "tracking_labels", _TRACKING_VALUE):
+    for item in labelled_values(
+        all_lines(document), "tracking_labels", _TRACKING_VALUE, _tracking_value_ok
+    ):
         number = normalize_tracking(item.value)
-        if not 6 <= len(number) <= 40 or guards.is_date_or_time(item.value):
-            continue
         where = "next cell" if item.next_cell else "same line"
         found.append(
             Candidate(
@@ -131,26 +147,36 @@ def tracking_candidates(document: Document) -> list[Candidate]:
     return found
 
 
+def _tracking_value_ok(value: str, line: str) -> bool:
+    number = normalize_tracking(value)
+    return 6 <= len(number) <= 40 and not guards.is_date_or_time(value)
+
+
 def _order_value_ok(value: str, line: str) -> bool:
+    match = _ORDER_VALUE.match(value)
+    value = match.group("value") if match else value
     if not 3 <= len(value) <= 40 or guards.is_date_or_time(value):
         return False
     if any(char.isdigit() for char in value):
         return True
     # A code of capitals only counts inside mixed-case text, where it
     # cannot be a word of a heading written in capitals.
-    return value.isalpha() and value.isupper() and len(value) >= 5 and (
-        any(char.islower() for char in line)
+    return (
+        value.isalpha()
+        and value.isupper()
+        and len(value) >= 5
+        and (any(char.islower() for char in line))
     )
 
 
 def order_candidates(document: Document) -> list[Candidate]:
     """Return order-number candidates next to order labels."""
     found = []
-    for item in labelled_values(all_lines(document), "order_labels", _ORDER_VALUE):
+    for item in labelled_values(
+        all_lines(document), "order_labels", _ORDER_VALUE, _order_value_ok
+    ):
         match = _ORDER_VALUE.match(item.value)
         value = match.group("value") if match else item.value
-        if not _order_value_ok(value, item.line.text):
-            continue
         confidence = {"subject": 0.7}.get(item.line.location, 0.8)
         if item.line.location.startswith("html"):
             confidence = 0.85

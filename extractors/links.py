@@ -69,7 +69,9 @@ def numbers_in_link(href: str) -> list[LinkNumber]:
         for carrier, raw in match_link(bare):
             for piece in _NUMBER_SPLIT.split(unquote(raw)):
                 number = piece.replace("-", "").upper()
-                if _TRACKING_VALUE.fullmatch(number) and any(c.isdigit() for c in number):
+                if _TRACKING_VALUE.fullmatch(number) and any(
+                    c.isdigit() for c in number
+                ):
                     found.append(LinkNumber(carrier, number, url))
     return found
 

@@ -141,7 +141,9 @@ def _order_candidates(item: dict[str, Any]) -> list[Candidate]:
         kind = _STATUS_KINDS.get(status)
         if kind is not None:
             found.append(
-                _candidate(FieldName.KIND, kind, f"orderStatus {status}", "Order.orderStatus")
+                _candidate(
+                    FieldName.KIND, kind, f"orderStatus {status}", "Order.orderStatus"
+                )
             )
     return found
 

@@ -81,12 +81,18 @@ def tracking_candidates(document: Document) -> list[Candidate]:
                 if not passed:
                     continue
                 reason = _rejected_reason(line, start, end, number)
-                found.append(_candidate(line, line.text[start:end], number, passed, reason))
+                found.append(
+                    _candidate(line, line.text[start:end], number, passed, reason)
+                )
     return found
 
 
 def _candidate(
-    line: Line, printed: str, number: str, passed: list[FormatMatch], rejected: str | None
+    line: Line,
+    printed: str,
+    number: str,
+    passed: list[FormatMatch],
+    rejected: str | None,
 ) -> Candidate:
     formats = ", ".join(f"{m.carrier} {m.format.name}" for m in passed)
     candidate = Candidate(

@@ -71,7 +71,9 @@ def carrier_context(document: Document, candidates: list[Candidate]) -> CarrierC
     if document.sender is not None:
         context.sender = carrier_for_domain(document.sender.domain)
         if document.sender.name:
-            context.named.extend(s for s, _, _ in find_carrier_names(document.sender.name))
+            context.named.extend(
+                s for s, _, _ in find_carrier_names(document.sender.name)
+            )
     for text in [document.subject, *(line.text for line in document.lines)]:
         context.named.extend(slug for slug, _, _ in find_carrier_names(text))
     context.named = list(dict.fromkeys(context.named))
@@ -130,12 +132,16 @@ class Resolver:
         strong = [c for c in candidates if c.evidence.extractor in ("rules", "markup")]
         if self.context.sender and not strong:
             for candidate in candidates:
-                _reject(candidate, "a carrier's email: references there are the shipper's")
+                _reject(
+                    candidate, "a carrier's email: references there are the shipper's"
+                )
             return None
         if not candidates:
             return None
         rank = min(_LAYER_RANK.get(c.evidence.extractor, 9) for c in candidates)
-        top = [c for c in candidates if _LAYER_RANK.get(c.evidence.extractor, 9) == rank]
+        top = [
+            c for c in candidates if _LAYER_RANK.get(c.evidence.extractor, 9) == rank
+        ]
         best_confidence = max(c.confidence for c in top)
         counts = Counter(c.value for c in top if c.confidence == best_confidence)
         winner = counts.most_common(1)[0][0]
@@ -153,7 +159,9 @@ class Resolver:
         for candidate in found:
             if candidate.evidence.extractor != "patterns":
                 continue
-            matches = [m for m in match_formats(number) if m.check == CheckResult.PASSED]
+            matches = [
+                m for m in match_formats(number) if m.check == CheckResult.PASSED
+            ]
             context = set(self.context.all())
             if any(m.format.distinctive or m.carrier in context for m in matches):
                 return candidate
@@ -185,7 +193,9 @@ class Resolver:
         for number, (best, carrier) in accepted.items():
             for candidate in by_number[number]:
                 if candidate.accepted is None:
-                    _accept(candidate, self._verdict(number, carrier, candidate is best))
+                    _accept(
+                        candidate, self._verdict(number, carrier, candidate is best)
+                    )
             url = tracking_url(carrier, number) or best.tracking_url
             results.append(ShipmentResult(number, carrier, url))
         for found in by_number.values():
@@ -232,8 +242,14 @@ class Resolver:
 
     def carrier_of(self, number: str, found: list[Candidate]) -> str | None:
         """Return the carrier of ``number``: its link or markup, else its format."""
-        for candidate in sorted(found, key=lambda c: _LAYER_RANK.get(c.evidence.extractor, 9)):
-            if candidate.carrier and candidate.evidence.extractor in ("rules", "markup", "links"):
+        for candidate in sorted(
+            found, key=lambda c: _LAYER_RANK.get(c.evidence.extractor, 9)
+        ):
+            if candidate.carrier and candidate.evidence.extractor in (
+                "rules",
+                "markup",
+                "links",
+            ):
                 return candidate.carrier
         context = self.context.all()
         matches = match_formats(number)
@@ -256,7 +272,9 @@ class Resolver:
         candidates = self.of(FieldName.KIND)
         markup = [c for c in candidates if c.evidence.extractor in ("rules", "markup")]
         chosen: Kind | None = Kind(markup[0].value) if markup else None
-        subject = {Kind(c.value) for c in candidates if c.evidence.location == "subject"}
+        subject = {
+            Kind(c.value) for c in candidates if c.evidence.location == "subject"
+        }
         named = {Kind(c.value) for c in candidates}
         if chosen is None:
             chosen = next((k for k in _SUBJECT_KINDS if k in subject), None)

@@ -229,6 +229,7 @@ _HTML_START = re.compile(
 
 def looks_like_html(text: str) -> bool:
     """Return whether a part declared as plain text is HTML."""
-    return bool(_HTML_START.match(text)) or text.count("</td>") + text.count(
-        "</div>"
-    ) + text.count("</p>") >= 3
+    return (
+        bool(_HTML_START.match(text))
+        or text.count("</td>") + text.count("</div>") + text.count("</p>") >= 3
+    )

@@ -59,9 +59,7 @@ def _print_report(report: Report) -> None:
 
 
 @click.command("eval")
-@click.argument(
-    "folder", type=click.Path(exists=True, file_okay=False, path_type=Path)
-)
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--labels",
     "labels_file",
