@@ -30,7 +30,9 @@ def baseline(raw: bytes) -> None:
         BeautifulSoup(html, "lxml").get_text()
 
 
-def measure(function: Callable[[bytes], object], emails: list[bytes], rounds: int) -> float:
+def measure(
+    function: Callable[[bytes], object], emails: list[bytes], rounds: int
+) -> float:
     """Return emails per second of ``function`` over ``rounds`` passes."""
     started = time.perf_counter()
     for _ in range(rounds):

@@ -172,7 +172,7 @@ def score_file(report: Report, row: dict[str, str], extraction: Extraction) -> N
             report.mistakes.append(Mistake(file, "tracking_numbers", number, None))
     if expected_numbers:
         carriers = {row["carrier"]} if row.get("carrier") else set()
-        found_carriers = [found[n] for n in expected_numbers if n in found and found[n]]
+        found_carriers = [found[n] for n in expected_numbers if found.get(n)]
         found_carriers += [c for c in found.values() if c]
         carrier = found_carriers[0] if found_carriers else None
         _score_single(report, file, "carrier", carriers, carrier)

@@ -52,13 +52,12 @@ def is_phone(line: str, start: int) -> bool:
 def other_label_before(line: str, start: int) -> str | None:
     """Return a non-tracking label ("Invoice", "Tel.") just before ``start``."""
     window = line[max(0, start - _OTHER_LABEL_WINDOW) : start]
-    match = None
-    for match in languages.list_pattern("other_labels").finditer(window):
-        pass
-    if match is None:
+    matches = list(languages.list_pattern("other_labels").finditer(window))
+    if not matches:
         return None
+    match = matches[-1]
     # Only separators may stand between that label and the value.
     between = window[match.end() :]
-    if re.fullmatch(r"[\s:#.\-–=nºr°o]*", between, re.I):
+    if re.fullmatch(r"[\s:#.\-\u2013=nºr°o]*", between, re.I):
         return match.group("phrase")
     return None

@@ -19,11 +19,13 @@ EXTRACTOR = "labels"
 
 # What may stand between a label and its value: punctuation, "No.", "is".
 _SEPARATOR = re.compile(
-    r"(?:\s|[:#.\-–—=*°º]|n[°º]|(?:no|nr|is|è|ist|est|es|er|lautet|är|je|é|n)(?!\w))*",
+    r"(?:\s|[:#.\-\u2013\u2014=*°º]|n[°º]|(?:no|nr|is|è|ist|est|es|er|lautet|är|je|é|n)(?!\w))*",
     re.IGNORECASE,
 )
+# Groups of letters and digits, each with a digit, after an optional prefix.
+_TRACKING_GROUP = r"[A-Za-z0-9]*\d[A-Za-z0-9]*"
 _TRACKING_VALUE = re.compile(
-    r"(?:[A-Za-z]{1,4}[ -])?[A-Za-z0-9]*\d[A-Za-z0-9]*(?:[ -][A-Za-z0-9]*\d[A-Za-z0-9]*)*"
+    rf"(?:[A-Za-z]{{1,4}}[ -])?{_TRACKING_GROUP}(?:[ -]{_TRACKING_GROUP})*"
 )
 _ORDER_VALUE = re.compile(
     r"#?\s*(?P<value>[A-Za-z0-9](?:[A-Za-z0-9_/.-]*[A-Za-z0-9])?)"

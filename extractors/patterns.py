@@ -73,9 +73,9 @@ def tracking_candidates(document: Document) -> list[Candidate]:
         for run in _RUN.finditer(line.text):
             if not any(char.isdigit() for char in run.group()):
                 continue
-            for start, end, number in _spans(run.group()):
-                start += run.start()
-                end += run.start()
+            for span_start, span_end, number in _spans(run.group()):
+                start = run.start() + span_start
+                end = run.start() + span_end
                 matches = match_formats(number)
                 passed = [m for m in matches if m.check == CheckResult.PASSED]
                 if not passed:

@@ -167,7 +167,7 @@ class Resolver:
                 return candidate
             _reject(
                 candidate,
-                "pattern alone, and neither distinctive nor of a carrier the email names",
+                "pattern alone, neither distinctive nor of a carrier the email names",
             )
         return None
 

@@ -53,7 +53,9 @@ def extract_command(files: tuple[str, ...], as_json: bool, explain: bool) -> Non
         failed = failed or result["error"] is not None
         if as_json:
             if explain and extraction is not None:
-                result["candidates"] = [_candidate_json(c) for c in extraction.candidates]
+                result["candidates"] = [
+                    _candidate_json(c) for c in extraction.candidates
+                ]
             print_json_line(result)
             continue
         _print_text(result)

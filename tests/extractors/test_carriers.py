@@ -16,11 +16,14 @@ from extractors.carriers import (
     tracking_url,
 )
 
-DESIGN_SLUGS = """ups usps fedex dhl_express dhl_paket dhl_ecommerce dpd gls hermes
-evri royal_mail parcelforce postnl bpost colissimo chronopost correos
-poste_italiane sda brt inpost poczta_polska postnord swiss_post austrian_post
-ctt ceska_posta canada_post australia_post amazon_logistics ontrac lasership
-purolator""".split()
+DESIGN_SLUGS = [
+    "ups", "usps", "fedex", "dhl_express", "dhl_paket", "dhl_ecommerce", "dpd",
+    "gls", "hermes", "evri", "royal_mail", "parcelforce", "postnl", "bpost",
+    "colissimo", "chronopost", "correos", "poste_italiane", "sda", "brt",
+    "inpost", "poczta_polska", "postnord", "swiss_post", "austrian_post", "ctt",
+    "ceska_posta", "canada_post", "australia_post", "amazon_logistics",
+    "ontrac", "lasership", "purolator",
+]  # fmt: skip
 
 # tracking_number_data courier files and the bcctrack carriers they cover.
 COURIER_FILES = {
@@ -123,7 +126,9 @@ def test_check_digits_agree_with_tracking_number_data(
     slugs = set(COURIER_FILES[courier_file])
     disagreements = []
     checked = 0
-    for number, valid in _courier_numbers(corpus_dir / "tracking_number_data" / courier_file):
+    for number, valid in _courier_numbers(
+        corpus_dir / "tracking_number_data" / courier_file
+    ):
         results = [m.check for m in match_formats(number) if m.carrier in slugs]
         checkable = [r for r in results if r != CheckResult.NONE]
         if not checkable:
@@ -131,7 +136,9 @@ def test_check_digits_agree_with_tracking_number_data(
         checked += 1
         passed = CheckResult.PASSED in checkable
         if passed != valid:
-            disagreements.append(f"{number}: expected {'valid' if valid else 'invalid'}")
+            disagreements.append(
+                f"{number}: expected {'valid' if valid else 'invalid'}"
+            )
     assert checked > 0
     assert disagreements == []
 

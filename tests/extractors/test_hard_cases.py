@@ -138,7 +138,9 @@ def test_several_shipments() -> None:
 
 
 def test_adjacent_cells_do_not_run_together() -> None:
-    raw = message(f"<table><tr><td>Order number</td><td>4711</td><td>{UPS}</td></tr></table>")
+    raw = message(
+        f"<table><tr><td>Order number</td><td>4711</td><td>{UPS}</td></tr></table>"
+    )
     result = extract(raw)
     assert result.order_number == "4711"
     assert numbers(raw) == [UPS]
