@@ -1,4 +1,4 @@
-"""Carriers bcctrack knows, read from the package's ``data/carriers.toml``.
+"""Carrier definitions, read from the package's ``data/carriers.toml``.
 
 Each carrier has its display name, the names emails print, its sender
 domains, its tracking-link patterns and template, and its tracking-number
@@ -24,11 +24,11 @@ class CarrierDataError(ValueError):
 
 
 class CheckResult(StrEnum):
-    """What a format's check digit says about a number."""
+    """The result of a format's check digit on a number."""
 
     PASSED = "passed"
     FAILED = "failed"
-    # The format has no check digit that bcctrack knows.
+    # The format has no known check digit.
     NONE = "none"
 
 

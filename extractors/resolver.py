@@ -292,6 +292,8 @@ class Resolver:
 
     def customer(self) -> Customer:
         """Return the customer: the original recipient of the BCC copy."""
+        # TODO(greeting names): the name comes from To: only, although the
+        # language data lists greetings ("Hello Anna,") to read it from.
         recipient = self.document.recipient
         if recipient is None:
             return Customer()
