@@ -6,6 +6,7 @@ returns values, so it can be used and tested on its own.
 
 from __future__ import annotations
 
+from extractors.extraction import extract_message
 from extractors.message import MessageParseError, ParsedMessage, parse_message
 from extractors.model import (
     Candidate,
@@ -16,23 +17,12 @@ from extractors.model import (
     Kind,
     ShipmentResult,
 )
+from extractors.rules import ShopRules
 
 
-def extract_message(message: ParsedMessage) -> Extraction:
-    """Extract kind, order number, shipments, customer and language."""
-    # TODO(layered extractors land): only the customer and language so far.
-    customer = Customer()
-    if message.to:
-        customer = Customer(email=message.to[0].email, name=message.to[0].name)
-    language = (message.content_language or "").split(",")[0].strip()[:2].lower()
-    return Extraction(
-        customer=customer, language=language or None, defects=list(message.defects)
-    )
-
-
-def extract(raw: bytes) -> Extraction:
+def extract(raw: bytes, rules: ShopRules | None = None) -> Extraction:
     """Parse ``raw`` and extract from it."""
-    return extract_message(parse_message(raw))
+    return extract_message(parse_message(raw), rules)
 
 
 __all__ = [
@@ -45,6 +35,7 @@ __all__ = [
     "MessageParseError",
     "ParsedMessage",
     "ShipmentResult",
+    "ShopRules",
     "extract",
     "extract_message",
     "parse_message",

@@ -57,6 +57,10 @@ class Candidate:
     evidence: Evidence
     carrier: str | None = None
     tracking_url: str | None = None
+    # The language of the label or phrase that matched, for language votes,
+    # and the number of the line it was on (the subject is line 0).
+    language: str | None = None
+    line_number: int = 0
     # Filled in by the resolver: whether the candidate won, and why.
     accepted: bool | None = None
     verdict: str = ""
@@ -102,6 +106,9 @@ class Extraction:
     defects: list[str] = field(default_factory=list)
     # A carrier the email names without any tracking number.
     named_carrier: str | None = None
+    # How the email was forwarded, when it was; the customer is then the
+    # original message's recipient.
+    forwarded: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the result keys of ``bcctrack extract --json``."""

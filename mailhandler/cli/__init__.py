@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mailhandler.cli.common import CliState
+from mailhandler.cli.evaluate import eval_command
 from mailhandler.cli.extract import extract_command
 from mailhandler.cli.messages import messages
 from mailhandler.cli.orders import orders
@@ -29,5 +30,13 @@ def main(context: click.Context, config: Path | None) -> None:
     context.obj = CliState(config=config)
 
 
-for command in (serve, shop, orders, messages, reprocess, extract_command):
+for command in (
+    serve,
+    shop,
+    orders,
+    messages,
+    reprocess,
+    extract_command,
+    eval_command,
+):
     main.add_command(command)

@@ -8,12 +8,16 @@ from typing import Any
 
 import click
 
-from extractors import extract
+from extractors import Candidate, Extraction, extract
 from mailhandler.cli.common import print_json_line
 
 
 def extract_file(path: str) -> dict[str, Any]:
     """Return the ``extract --json`` object of one file."""
+    return _extract_file(path)[0]
+
+
+def _extract_file(path: str) -> tuple[dict[str, Any], Extraction | None]:
     result: dict[str, Any] = {"file": path}
     try:
         raw = Path(path).read_bytes()
@@ -27,26 +31,67 @@ def extract_file(path: str) -> dict[str, Any]:
             language=None,
             error=f"{type(error).__name__}: {error}",
         )
-        return result
+        return result, None
     result.update(extraction.to_json())
     result["error"] = None
-    return result
+    return result, extraction
 
 
 @click.command("extract")
 @click.argument("files", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
-def extract_command(files: tuple[str, ...], as_json: bool) -> None:
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Also print every candidate, where it was found, and why it won or lost.",
+)
+def extract_command(files: tuple[str, ...], as_json: bool, explain: bool) -> None:
     """Extract order, shipments and customer from email FILES, offline."""
     failed = False
     for path in files:
-        result = extract_file(path)
+        result, extraction = _extract_file(path)
         failed = failed or result["error"] is not None
         if as_json:
+            if explain and extraction is not None:
+                result["candidates"] = [
+                    _candidate_json(c) for c in extraction.candidates
+                ]
             print_json_line(result)
-        else:
-            _print_text(result)
+            continue
+        _print_text(result)
+        if explain and extraction is not None:
+            _print_candidates(extraction)
     sys.exit(1 if failed else 0)
+
+
+def _candidate_json(candidate: Candidate) -> dict[str, Any]:
+    return {
+        "field": str(candidate.field),
+        "value": candidate.value,
+        "confidence": candidate.confidence,
+        "extractor": candidate.evidence.extractor,
+        "location": candidate.evidence.location,
+        "matched": candidate.evidence.matched,
+        "reason": candidate.evidence.reason,
+        "carrier": candidate.carrier,
+        "accepted": candidate.accepted,
+        "verdict": candidate.verdict,
+    }
+
+
+def _print_candidates(extraction: Extraction) -> None:
+    if extraction.forwarded:
+        click.echo(f"  forwarded: {extraction.forwarded}")
+    click.echo("  candidates:")
+    for candidate in extraction.candidates:
+        mark = {True: "+", False: "-", None: "?"}[candidate.accepted]
+        evidence = candidate.evidence
+        click.echo(
+            f"    {mark} {candidate.field} {candidate.value!r} "
+            f"[{evidence.extractor} @ {evidence.location}, {candidate.confidence:.2f}]"
+        )
+        click.echo(f"        found: {evidence.reason}; matched {evidence.matched!r}")
+        click.echo(f"        verdict: {candidate.verdict or 'not considered'}")
 
 
 def _print_text(result: dict[str, Any]) -> None:

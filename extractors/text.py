@@ -1,0 +1,280 @@
+"""Readable text from HTML and plain-text parts, normalized for matching.
+
+HTML goes through lxml's parser directly: BeautifulSoup's tree on top of it
+costs several times the parse itself, and extraction reads every message.
+Block elements and table cells end a line, so that words from adjacent cells
+never run together; soft hyphens, zero-width and direction marks go; no-break
+spaces become spaces.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import lxml.html  # type: ignore[import-untyped]
+from lxml import etree
+
+log = logging.getLogger("bcctrack.extract")
+
+# Characters that print nothing: soft hyphen, combining grapheme joiner,
+# zero-width space and joiners, word joiner, BOM, and the bidirectional
+# marks, embeddings and isolates.
+_INVISIBLE = dict.fromkeys(
+    map(
+        ord,
+        "\u00ad\u034f\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"
+        "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
+    )
+)
+_SPACES = re.compile(r"[ \t\f\v\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+
+_BLOCK_TAGS = frozenset(
+    [
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "body",
+        "caption",
+        "center",
+        "dd",
+        "details",
+        "dialog",
+        "dir",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "html",
+        "legend",
+        "li",
+        "main",
+        "menu",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "summary",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "ul",
+        "option",
+    ]
+)
+_SKIPPED_TAGS = frozenset(["head", "script", "style", "template", "title", "xml"])
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*>", re.IGNORECASE)
+
+
+def clean_text(text: str) -> str:
+    """Remove invisible characters and make every run of spaces one space."""
+    return _SPACES.sub(" ", text.translate(_INVISIBLE))
+
+
+def clean_lines(text: str) -> list[str]:
+    """Return the non-empty, cleaned and stripped lines of ``text``."""
+    lines = []
+    for line in clean_text(text).splitlines():
+        stripped = line.strip()
+        if stripped:
+            lines.append(stripped)
+    return lines
+
+
+@dataclass
+class HtmlLink:
+    """An ``<a href>`` with its visible text."""
+
+    href: str
+    text: str
+
+
+@dataclass
+class HtmlContent:
+    """What extraction reads from one HTML part."""
+
+    lines: list[str] = field(default_factory=list)
+    links: list[HtmlLink] = field(default_factory=list)
+    # Top-level schema.org microdata items, as {"@type": ..., property: [...]}.
+    microdata: list[dict[str, Any]] = field(default_factory=list)
+    jsonld: list[Any] = field(default_factory=list)
+    # (id or class value, element text) of elements whose id or class names
+    # what they contain, such as <span id="trackingNumber">.
+    attributes: list[tuple[str, str]] = field(default_factory=list)
+    lang: str | None = None
+
+
+def parse_html(html: str) -> etree._Element | None:
+    """Parse ``html`` leniently; return None when nothing is left to read."""
+    html = _XML_DECLARATION.sub("", html, count=1)
+    if not html.strip():
+        return None
+    try:
+        root: etree._Element = lxml.html.document_fromstring(html)
+    except (etree.ParserError, ValueError) as error:
+        log.debug("HTML part not parsed: %s", error)
+        return None
+    return root
+
+
+def _visible_text(root: etree._Element) -> str:
+    # An explicit stack rather than recursion: unclosed HTML nests deeply.
+    parts: list[str] = []
+    stack: list[tuple[etree._Element, bool]] = [(root, False)]
+    while stack:
+        element, closing = stack.pop()
+        tag = element.tag
+        if closing:
+            if isinstance(tag, str) and tag.lower() in _BLOCK_TAGS:
+                parts.append("\n")
+            if element.tail:
+                parts.append(element.tail)
+            continue
+        if not isinstance(tag, str) or tag.lower() in _SKIPPED_TAGS:
+            # Comments and skipped elements still have a tail that shows.
+            if element.tail:
+                parts.append(element.tail)
+            continue
+        lowered = tag.lower()
+        if lowered in _BLOCK_TAGS or lowered == "br":
+            parts.append("\n")
+        if element.text:
+            parts.append(element.text)
+        stack.append((element, True))
+        stack.extend((child, False) for child in reversed(element))
+    return "".join(parts)
+
+
+def _element_text(element: etree._Element) -> str:
+    return clean_text(" ".join(element.itertext())).strip()
+
+
+def _links(root: etree._Element) -> list[HtmlLink]:
+    links = []
+    for anchor in root.iterfind(".//a[@href]"):
+        href = (anchor.get("href") or "").strip()
+        if href and not href.startswith(("mailto:", "tel:", "#", "cid:")):
+            links.append(HtmlLink(href=href, text=_element_text(anchor)))
+    return links
+
+
+def _jsonld(root: etree._Element) -> list[Any]:
+    found = []
+    for script in root.iterfind(".//script[@type]"):
+        if "ld+json" not in (script.get("type") or "").lower():
+            continue
+        try:
+            found.append(json.loads(script.text or ""))
+        except json.JSONDecodeError as error:
+            log.debug("invalid JSON-LD skipped: %s", error)
+    return found
+
+
+def _property_value(element: etree._Element, depth: int) -> Any:
+    if element.get("itemscope") is not None:
+        return _microdata_item(element, depth + 1)
+    tag = element.tag.lower() if isinstance(element.tag, str) else ""
+    if tag == "meta":
+        return element.get("content", "")
+    if tag in ("a", "link", "area"):
+        return element.get("href", "")
+    if tag in ("img", "audio", "video", "source"):
+        return element.get("src", "")
+    if tag == "time" and element.get("datetime"):
+        return element.get("datetime", "")
+    if tag == "data" and element.get("value"):
+        return element.get("value", "")
+    return _element_text(element)
+
+
+def _microdata_item(scope: etree._Element, depth: int = 0) -> dict[str, Any]:
+    item: dict[str, Any] = {"@type": (scope.get("itemtype") or "").strip()}
+    if depth > 8:
+        return item
+    stack = list(reversed(scope))
+    while stack:
+        element = stack.pop()
+        if not isinstance(element.tag, str):
+            continue
+        names = (element.get("itemprop") or "").split()
+        for name in names:
+            item.setdefault(name, []).append(_property_value(element, depth))
+        # A nested item owns the properties inside it.
+        if element.get("itemscope") is None:
+            stack.extend(reversed(element))
+    return item
+
+
+def _microdata(root: etree._Element) -> list[dict[str, Any]]:
+    return [
+        _microdata_item(scope)
+        for scope in root.iterfind(".//*[@itemscope]")
+        if scope.get("itemprop") is None
+    ]
+
+
+_ATTRIBUTE_HINT = re.compile(r"track|parcel|shipment|waybill|sendung|order", re.I)
+
+
+def _attributes(root: etree._Element) -> list[tuple[str, str]]:
+    found = []
+    for element in root.iterfind(".//*[@id]"):
+        value = element.get("id") or ""
+        if _ATTRIBUTE_HINT.search(value):
+            found.append((value, _element_text(element)))
+    for element in root.iterfind(".//*[@class]"):
+        value = element.get("class") or ""
+        if _ATTRIBUTE_HINT.search(value):
+            found.append((value, _element_text(element)))
+    return found
+
+
+def read_html(html: str) -> HtmlContent:
+    """Return the lines, links, markup and labelled elements of an HTML part."""
+    root = parse_html(html)
+    if root is None:
+        return HtmlContent()
+    lang = root.get("lang") or root.get("xml:lang")
+    return HtmlContent(
+        lines=clean_lines(_visible_text(root)),
+        links=_links(root),
+        microdata=_microdata(root),
+        jsonld=_jsonld(root),
+        attributes=_attributes(root),
+        lang=lang.strip() if lang else None,
+    )
+
+
+_HTML_START = re.compile(
+    r"^\s*<(?:!doctype html|html|head|body|table|tr|td|div|p|center|span|img|a|font)\b",
+    re.I,
+)
+
+
+def looks_like_html(text: str) -> bool:
+    """Return whether a part declared as plain text is HTML."""
+    return (
+        bool(_HTML_START.match(text))
+        or text.count("</td>") + text.count("</div>") + text.count("</p>") >= 3
+    )

@@ -1,0 +1,253 @@
+"""Hard cases of real emails, each on a small message written here."""
+
+from __future__ import annotations
+
+import pytest
+
+from extractors import Kind, extract
+
+UPS = "1Z999AA10123456784"  # passes the UPS check digit
+UPS_GROUPED = "1Z 999 AA1 01 2345 6784"
+ROYAL_MAIL = "AB865447911GB"
+DHL_PAKET = "00340434554012921360"
+
+
+def message(
+    body: str,
+    subject: str = "Your order has shipped",
+    content_type: str = "text/html; charset=utf-8",
+    headers: str = "",
+    to: str = "Anna Berg <anna@customer.example>",
+) -> bytes:
+    """Return a raw single-part message from a shop."""
+    return (
+        f"From: Shop <orders@shop.example>\nTo: {to}\nSubject: {subject}\n"
+        f"Date: Mon, 02 Dec 2024 10:00:00 +0000\n{headers}MIME-Version: 1.0\n"
+        f"Content-Type: {content_type}\n\n{body}\n"
+    ).encode()
+
+
+def numbers(raw: bytes) -> list[str]:
+    return [shipment.tracking_number for shipment in extract(raw).shipments]
+
+
+def test_forwarded_as_attachment() -> None:
+    inner = message(f"<p>Tracking number: {UPS}</p>", to="kim@customer.example")
+    raw = (
+        b"From: Anna <anna@forwarder.example>\nTo: support@shop.example\n"
+        b"Subject: Fwd: Your order has shipped\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="b"\n\n--b\n'
+        b"Content-Type: text/plain\n\nSee below.\n--b\n"
+        b"Content-Type: message/rfc822\n\n" + inner + b"\n--b--\n"
+    )
+    result = extract(raw)
+    assert result.customer.email == "kim@customer.example"
+    assert numbers(raw) == [UPS]
+
+
+FORWARD_BLOCKS = {
+    "en": ("---------- Forwarded message ---------", "From", "To", "Subject"),
+    "de": ("---------- Weitergeleitete Nachricht ----------", "Von", "An", "Betreff"),
+    "fr": ("-------- Message transféré --------", "De", "À", "Objet"),
+    "nl": ("---------- Doorgestuurd bericht ---------", "Van", "Aan", "Onderwerp"),
+    "es": ("---------- Mensaje reenviado ---------", "De", "Para", "Asunto"),
+    "it": ("---------- Messaggio inoltrato ---------", "Da", "A", "Oggetto"),
+    "pl": ("---------- Wiadomość przekazana dalej ---------", "Od", "Do", "Temat"),
+    "sv": ("---------- Vidarebefordrat meddelande ---------", "Från", "Till", "Ämne"),
+    "da": ("---------- Videresendt meddelelse ----------", "Fra", "Til", "Emne"),
+    "pt": ("---------- Mensagem encaminhada ---------", "De", "Para", "Assunto"),
+    "cs": ("---------- Přeposlaná zpráva ----------", "Od", "Komu", "Předmět"),
+}
+
+
+@pytest.mark.parametrize("language", sorted(FORWARD_BLOCKS))
+def test_inline_forward_customer(language: str) -> None:
+    marker, sender, recipient, subject = FORWARD_BLOCKS[language]
+    body = (
+        f"FYI\n\n{marker}\n{sender}: Shop <orders@shop.example>\n"
+        f"{recipient}: Kim Lee <kim@customer.example>\n{subject}: Order 12345\n\n"
+        f"Tracking number: {UPS}\n"
+    )
+    raw = message(body, subject="Fwd: order", content_type="text/plain; charset=utf-8")
+    result = extract(raw)
+    assert result.customer.email == "kim@customer.example"
+    assert result.customer.name == "Kim Lee"
+    assert numbers(raw) == [UPS]
+
+
+def test_html_and_text_disagree_html_wins() -> None:
+    raw = (
+        b"From: Shop <orders@shop.example>\nTo: anna@customer.example\n"
+        b"Subject: Shipped\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/alternative; boundary="b"\n\n--b\n'
+        b"Content-Type: text/plain\n\nOrder number: 111-1111111-1111111\n--b\n"
+        b"Content-Type: text/html\n\n<p>Order number: 222-2222222-2222222</p>\n--b--\n"
+    )
+    assert extract(raw).order_number == "222-2222222-2222222"
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        f"https://www.ups.com/track?loc=en&amp;tracknum={UPS}",
+        f"https://www.ups.com/track?loc=3Den&tracknum=3D{UPS}",
+        f"https://click.mail.example/?u=https%3A%2F%2Fwww.ups.com%2Ftrack%3Ftracknum%3D{UPS}",
+        f"https://r.example/L0/https:%252F%252Fwww.ups.com%252Ftrack%253Ftracknum%253D{UPS}",
+    ],
+)
+def test_link_encodings(href: str) -> None:
+    raw = message(f'<p>Track your parcel: <a href="{href}">here</a></p>')
+    result = extract(raw)
+    assert numbers(raw) == [UPS]
+    assert result.shipments[0].carrier == "ups"
+
+
+def test_link_with_quoted_printable_soft_break() -> None:
+    body = f'<a href=3D"https://www.ups.com/track?tracknum=3D{UPS[:8]}=\n{UPS[8:]}">Track</a>'
+    raw = message(body, headers="Content-Transfer-Encoding: quoted-printable\n")
+    assert numbers(raw) == [UPS]
+
+
+@pytest.mark.parametrize(
+    "printed",
+    [
+        "1Z999AA1\u00ad0123456784",
+        "1Z999AA1\u200b0123456784",
+        "1Z999AA1<wbr>0123456784",
+        "1Z&nbsp;999&nbsp;AA1&nbsp;01&nbsp;2345&nbsp;6784",
+        UPS_GROUPED,
+        "\u200f1Z999AA10123456784\u200e",
+    ],
+)
+def test_invisible_characters_and_groups(printed: str) -> None:
+    raw = message(f"<p>Tracking number: <b>{printed}</b></p>")
+    assert numbers(raw) == [UPS]
+
+
+def test_grouped_number_by_pattern_alone() -> None:
+    raw = message(f"<p>Your parcel {UPS_GROUPED} is on its way.</p>")
+    assert numbers(raw) == [UPS]
+
+
+def test_several_shipments() -> None:
+    raw = message(
+        f"<p>Tracking number: {UPS}</p><p>Tracking number: {ROYAL_MAIL}</p>"
+        f'<a href="https://www.dhl.de/verfolgen.html?piececode={DHL_PAKET}">DHL</a>'
+    )
+    assert sorted(numbers(raw)) == sorted([UPS, ROYAL_MAIL, DHL_PAKET])
+
+
+def test_adjacent_cells_do_not_run_together() -> None:
+    raw = message(
+        f"<table><tr><td>Order number</td><td>4711</td><td>{UPS}</td></tr></table>"
+    )
+    result = extract(raw)
+    assert result.order_number == "4711"
+    assert numbers(raw) == [UPS]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Phone: +49 171 1813432",
+        "Call us on +1 800 742 5877",
+        "Postcode 10115 Berlin",
+        "Date: 2024-12-02",
+        "Total: 1234567891.00 EUR",
+        "IBAN DE89370400440532013000",
+        "Invoice number 1234567891",
+        "Reference: 986578788855",
+    ],
+)
+def test_other_numbers_are_not_tracking_numbers(text: str) -> None:
+    raw = message(f"<p>Your DHL Express and FedEx order</p><p>{text}</p>")
+    assert numbers(raw) == []
+
+
+def test_order_number_is_not_tracking_number() -> None:
+    raw = message("<p>Order number: 1234567891</p><p>Shipped with DHL Express.</p>")
+    result = extract(raw)
+    assert result.order_number == "1234567891"
+    assert numbers(raw) == []
+
+
+def test_carrier_named_without_number() -> None:
+    raw = message("<p>Your order 4711 has been shipped with DHL Paket.</p>")
+    result = extract(raw)
+    assert result.shipments == []
+    assert result.named_carrier == "dhl_paket"
+
+
+def test_multipart_related() -> None:
+    raw = (
+        b"From: Shop <orders@shop.example>\nTo: anna@customer.example\n"
+        b"Subject: Shipped\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/related; boundary="b"\n\n--b\n'
+        b"Content-Type: text/html\n\n<p>Tracking number: " + UPS.encode() + b"</p>\n"
+        b"--b\nContent-Type: image/png\nContent-ID: <logo>\n\niVBORw0KGgo=\n--b--\n"
+    )
+    assert numbers(raw) == [UPS]
+
+
+def test_text_only() -> None:
+    raw = message(f"Tracking number: {UPS}", content_type="text/plain; charset=utf-8")
+    assert numbers(raw) == [UPS]
+
+
+def test_unclosed_html() -> None:
+    raw = message(f"<html><body><table><tr><td>Tracking number<td>{UPS}<div><div><p>")
+    assert numbers(raw) == [UPS]
+
+
+def test_unlabelled_8bit_charset() -> None:
+    body = "<p>Vielen Dank für Ihre Bestellung</p><p>Bestellnummer: 4711</p>"
+    raw = message("BODY", subject="Bestellbestaetigung", content_type="text/html")
+    raw = raw.replace(b"BODY", body.encode("latin-1"))
+    result = extract(raw)
+    assert result.order_number == "4711"
+    assert result.kind == Kind.ORDER_CONFIRMATION
+
+
+def test_right_to_left_marks_around_order_number() -> None:
+    raw = message("<p>Order #\u202b205-2169302-5352337\u202c</p>")
+    assert extract(raw).order_number == "205-2169302-5352337"
+
+
+def test_link_number_differs_from_visible() -> None:
+    raw = message(
+        f"<p>Tracking number: {ROYAL_MAIL}</p>"
+        '<a href="https://www.royalmail.com/track-your-item#/tracking-results/'
+        'RR123456785GB">Track</a>'
+    )
+    assert numbers(raw) == [ROYAL_MAIL]
+
+
+def test_label_number_failing_check_digit_is_taken() -> None:
+    raw = message("<p>Tracking number: 1Z2345YY0678901234</p>")
+    assert numbers(raw) == ["1Z2345YY0678901234"]
+
+
+def test_pattern_number_failing_check_digit_is_not_taken() -> None:
+    raw = message("<p>Your parcel 1Z2345YY0678901234 is on its way.</p>")
+    assert numbers(raw) == []
+
+
+def test_schema_org_json_ld() -> None:
+    script = (
+        '{"@context": "https://schema.org", "@type": "ParcelDelivery",'
+        f' "trackingNumber": "{UPS}", "carrier": {{"@type": "Organization",'
+        ' "name": "UPS"}, "partOfOrder": {"@type": "Order", "orderNumber": "A-17",'
+        ' "orderStatus": "https://schema.org/OrderInTransit"}}'
+    )
+    raw = message(f'<script type="application/ld+json">{script}</script><p>Hi</p>')
+    result = extract(raw)
+    assert result.order_number == "A-17"
+    assert numbers(raw) == [UPS]
+    assert result.shipments[0].carrier == "ups"
+    assert result.kind == Kind.SHIPPING_CONFIRMATION
+
+
+def test_customer_from_to_header() -> None:
+    result = extract(message("<p>Thank you for your order</p>"))
+    assert result.customer.email == "anna@customer.example"
+    assert result.customer.name == "Anna Berg"
