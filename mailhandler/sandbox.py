@@ -104,7 +104,11 @@ class Sandbox:
         try:
             status, value = connection.recv()
         except (EOFError, OSError):
-            code = self._process.exitcode if self._process is not None else None
+            code = None
+            if self._process is not None:
+                # The pipe closes a moment before the process can be reaped.
+                self._process.join(timeout=5)
+                code = self._process.exitcode
             self.close()
             raise ProcessingCrashedError(
                 f"the processing child process died (exit code {code})"

@@ -96,7 +96,8 @@ class CrashReport:
     duplicated: list[str] = field(default_factory=list)
     half_stored: list[int] = field(default_factory=list)
     unprocessed: list[int] = field(default_factory=list)
-    updates_sent: int = 0
+    updates_received: int = 0
+    updates_confirmed: int = 0
     duplicated_updates: list[str] = field(default_factory=list)
     unconfirmed_updates: int = 0
     seconds: float = 0.0
@@ -114,7 +115,8 @@ class CrashReport:
             f"duplicated:             {len(self.duplicated)}",
             f"half-stored:            {len(self.half_stored)}",
             f"not processed:          {len(self.unprocessed)}",
-            f"updates received:       {self.updates_sent}",
+            f"updates received:       {self.updates_received}",
+            f"updates confirmed sent: {self.updates_confirmed}",
             f"duplicated updates:     {len(self.duplicated_updates)}",
             f"unconfirmed updates:    {self.unconfirmed_updates}",
             f"seconds:                {self.seconds:.1f}",
@@ -263,7 +265,10 @@ def _check(
     report.duplicated_updates += [str(s) for s, n in per_shipment.items() if n > 1]
     received = Counter(m.message["Message-ID"] for m in sink.received)
     report.duplicated_updates += [mid for mid, n in received.items() if n > 1]
-    report.updates_sent = len(sink.received)
+    report.updates_received = len(sink.received)
+    report.updates_confirmed = sum(
+        1 for n in notifications if n.state == NotificationState.SENT
+    )
     report.unconfirmed_updates = sum(
         1 for n in notifications if n.state == NotificationState.UNCONFIRMED
     )
