@@ -255,7 +255,7 @@ def _from_mailparser(parsed: mailparser.MailParser, raw: bytes | None) -> Parsed
         _salvage_raw_body(raw, bodies)
 
     message = ParsedMessage(
-        subject=parsed.subject or "",
+        subject=_first_text(parsed.subject),
         from_=_addresses(parsed.from_),
         to=_addresses(parsed.to),
         message_id=_header(tree, "Message-ID"),
@@ -271,6 +271,13 @@ def _from_mailparser(parsed: mailparser.MailParser, raw: bytes | None) -> Parsed
         except MessageParseError as error:
             message.defects.append(f"message/rfc822: {error}")
     return message
+
+
+def _first_text(value: object) -> str:
+    # mail-parser returns a list when a header such as Subject is repeated.
+    if isinstance(value, list | tuple):
+        value = next((item for item in value if item), "")
+    return str(value) if value else ""
 
 
 def header_addresses(value: str) -> list[Address]:

@@ -16,6 +16,8 @@ from mailhandler.store.engine import is_postgresql
 from mailhandler.store.models import InboundMessage, utcnow
 
 _MAX_KEY_LENGTH = 900
+# A Message-ID further into the message than this is not looked for.
+_MAX_HEADER_BLOCK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,17 @@ class Envelope:
     peer: str | None = None
 
 
+def _header_block(raw: bytes) -> bytes:
+    ends = [index for index in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if index >= 0]
+    end = min(ends) if ends else len(raw)
+    return raw[: min(end, _MAX_HEADER_BLOCK)]
+
+
 def header_message_id(raw: bytes) -> str | None:
     """Return the Message-ID header of ``raw`` without angle brackets, or None."""
-    # Only the header block is parsed, so a broken body cannot matter here.
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    # Only the header block is parsed, so a broken body cannot matter here and
+    # a 50 MB body is not decoded into a string just to read one header.
+    headers = BytesHeaderParser(policy=compat32).parsebytes(_header_block(raw))
     value = headers.get("Message-ID")
     if value is None:
         return None

@@ -29,6 +29,7 @@ REPLY_QUEUED = "250 2.0.0 queued as {ids}"
 REPLY_STORE_FAILED = "451 4.3.0 Cannot store the message now, try again later"
 REPLY_LOOKUP_FAILED = "451 4.3.0 Cannot check the recipient now, try again later"
 REPLY_TIMEOUT = "421 4.4.2 Timeout, closing the connection"
+REPLY_TOO_MANY_TRANSFERS = "451 4.3.2 Too many messages in transfer, try again later"
 REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients, send the rest separately"
 REPLY_TOO_MANY_SESSIONS = "421 4.7.0 Too many connections, try again later"
 REPLY_TOO_MANY_FROM_CLIENT = (
@@ -140,11 +141,15 @@ class IntakeHandler:
 class SessionLimiter:
     """Counts open SMTP sessions, in all and per client address."""
 
-    def __init__(self, max_sessions: int, max_per_client: int) -> None:
+    def __init__(
+        self, max_sessions: int, max_per_client: int, max_transfers: int
+    ) -> None:
         self.max_sessions = max_sessions
         self.max_per_client = max_per_client
+        self.max_transfers = max_transfers
         self.total = 0
         self.per_client: Counter[str] = Counter()
+        self.transfers = 0
 
     def open(self, client: str) -> str | None:
         """Count a new session; return the rejection reply if over a limit."""
@@ -155,6 +160,21 @@ class SessionLimiter:
         self.total += 1
         self.per_client[client] += 1
         return None
+
+    def start_transfer(self) -> bool:
+        """Count a DATA transfer; return False if the limit is reached.
+
+        Each transfer holds up to a few times the message size in memory, so
+        this limit bounds the intake's memory.
+        """
+        if self.transfers >= self.max_transfers:
+            return False
+        self.transfers += 1
+        return True
+
+    def end_transfer(self) -> None:
+        """Stop counting a transfer that ``start_transfer`` accepted."""
+        self.transfers -= 1
 
     def close(self, client: str) -> None:
         """Stop counting a session that ``open`` accepted."""
@@ -224,11 +244,20 @@ class IntakeSMTP(SMTP):
             self._reset_timeout(self._data_timeout)
 
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802  (aiosmtpd command)
+        ready = bool(self.envelope is not None and self.envelope.rcpt_tos and not arg)
+        if ready and not self._limiter.start_transfer():
+            log.warning(
+                "%s rejected DATA: %s", self._client, REPLY_TOO_MANY_TRANSFERS[4:]
+            )
+            await self.push(REPLY_TOO_MANY_TRANSFERS)
+            return
         self._in_data = True
         try:
             await super().smtp_DATA(arg)
         finally:
             self._in_data = False
+            if ready:
+                self._limiter.end_transfer()
 
     def _timeout_cb(self) -> None:
         log.warning(
@@ -258,7 +287,11 @@ async def start_intake(
 ) -> asyncio.Server:
     """Start the SMTP listener on the settings' host and port."""
     handler = IntakeHandler(engine, settings, on_stored=on_stored)
-    limiter = SessionLimiter(settings.max_sessions, settings.max_sessions_per_client)
+    limiter = SessionLimiter(
+        settings.max_sessions,
+        settings.max_sessions_per_client,
+        settings.max_concurrent_transfers,
+    )
     context = tls_context(settings)
     loop = asyncio.get_running_loop()
 

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     max_sessions_per_client: int = Field(
         default=20, ge=1, description="SMTP sessions open at once from one address."
     )
+    max_concurrent_transfers: int = Field(
+        default=10,
+        ge=1,
+        description=(
+            "Messages received at once (SMTP DATA in progress); each needs up "
+            "to about four times its size in memory while it is received."
+        ),
+    )
     smtp_command_timeout: float = Field(
         default=300.0,
         gt=0,

@@ -367,12 +367,22 @@ def test_many_concurrent_senders_all_stored(
     errors: list[BaseException] = []
 
     def send(index: int) -> None:
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-                body = HEADER + b"message %d" % index
-                client.sendmail("orders@shop.example", [address], body)
-        except BaseException as error:  # collected for the assertion below
-            errors.append(error)
+        # Like a mail server, a sender tries again after a 4xx reply.
+        for _ in range(50):
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+                    body = HEADER + b"message %d" % index
+                    client.sendmail("orders@shop.example", [address], body)
+                return
+            except smtplib.SMTPDataError as error:
+                if error.smtp_code // 100 != 4:
+                    errors.append(error)
+                    return
+                time.sleep(0.05)
+            except BaseException as error:  # collected for the assertion below
+                errors.append(error)
+                return
+        errors.append(TimeoutError(f"message {index} never accepted"))
 
     with running_intake(sqlite_engine, _settings(tmp_path)) as port:
         threads = [threading.Thread(target=send, args=(i,)) for i in range(15)]
@@ -382,3 +392,29 @@ def test_many_concurrent_senders_all_stored(
             thread.join(timeout=60)
     assert errors == []
     assert len(_stored(sqlite_engine)) == 15
+
+
+def test_transfer_limit_answers_451(
+    sqlite_engine: Engine,
+    tmp_path: Path,
+    address: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = _settings(tmp_path, max_concurrent_transfers=1)
+    with running_intake(sqlite_engine, settings) as port:
+        first, second = LineClient(port), LineClient(port)
+        for client in (first, second):
+            client.command(b"EHLO client.example")
+            client.command(b"MAIL FROM:<orders@shop.example>")
+            client.command(b"RCPT TO:<" + address.encode() + b">")
+        assert first.command(b"DATA").startswith(b"354")
+        assert second.command(b"DATA").startswith(b"451 4.3.2")
+        first.send(HEADER + b"first\r\n.\r\n")
+        assert first.reply().startswith(b"250")
+        assert second.command(b"DATA").startswith(b"354")
+        second.send(HEADER + b"second\r\n.\r\n")
+        assert second.reply().startswith(b"250")
+        first.close()
+        second.close()
+    assert len(_stored(sqlite_engine)) == 2
+    assert "rejected DATA: 4.3.2 Too many messages in transfer" in caplog.text
