@@ -42,6 +42,8 @@ class Document:
     subject: str
     lines: list[Line] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
+    # The HTML parts as received, for shop rules with CSS selectors.
+    html: list[str] = field(default_factory=list)
     microdata: list[dict[str, Any]] = field(default_factory=list)
     jsonld: list[Any] = field(default_factory=list)
     attributes: list[tuple[str, str]] = field(default_factory=list)
@@ -78,6 +80,7 @@ def _text_links(text: str, location: str) -> list[Link]:
 
 
 def _read_parts(message: ParsedMessage, document: Document) -> None:
+    document.html = list(message.html_parts)
     for number, html in enumerate(message.html_parts):
         location = f"html[{number}]"
         content = read_html(html)

@@ -24,8 +24,11 @@ def extract_message(
     """
     document = read_document(message)
     candidates: list[Candidate] = []
+    problems: list[str] = []
     if rules is not None:
-        candidates.extend(rules.candidates(document))
+        applied = rules.apply(document)
+        candidates.extend(applied.candidates)
+        problems = applied.problems
     candidates.extend(markup.candidates(document))
     candidates.extend(links.candidates(document))
     candidates.extend(labels.tracking_candidates(document))
@@ -33,8 +36,12 @@ def extract_message(
     candidates.extend(patterns.tracking_candidates(document))
     candidates.extend(labels.order_candidates(document))
     candidates.extend(kinds.candidates(document))
+    if rules is not None:
+        candidates = [
+            c for c in candidates if c.evidence.extractor not in rules.disabled(c.field)
+        ]
     extraction = Resolver(document, candidates).resolve()
-    extraction.defects = list(message.defects)
+    extraction.defects = list(message.defects) + problems
     log.debug(
         "%s: %s, order %s, %d shipments from %d candidates",
         message.message_id,

@@ -190,7 +190,8 @@ class Resolver:
 
         self._drop_conflicting_links(accepted, by_number)
         results = []
-        for number, (best, carrier) in accepted.items():
+        for number, (best, found_carrier) in accepted.items():
+            carrier = self._rule_carrier() or found_carrier
             for candidate in by_number[number]:
                 if candidate.accepted is None:
                     _accept(
@@ -203,6 +204,14 @@ class Resolver:
                 if candidate.accepted is None:
                     _reject(candidate, "not trusted")
         return results
+
+    def _rule_carrier(self) -> str | None:
+        """Return the carrier a shop rule sets for every shipment, if any."""
+        for candidate in self.of(FieldName.CARRIER):
+            if candidate.evidence.extractor == "rules":
+                _accept(candidate, "chosen: a shop rule")
+                return candidate.value
+        return None
 
     def _verdict(self, number: str, carrier: str | None, best: bool) -> str:
         checks = {m.check for m in match_formats(number) if m.carrier == carrier}
@@ -295,9 +304,20 @@ class Resolver:
         # TODO(greeting names): the name comes from To: only, although the
         # language data lists greetings ("Hello Anna,") to read it from.
         recipient = self.document.recipient
-        if recipient is None:
-            return Customer()
-        return Customer(email=recipient.email, name=recipient.name)
+        email = recipient.email if recipient else None
+        name = recipient.name if recipient else None
+        # A shop rule for the customer wins over the To: header.
+        for field_name in (FieldName.CUSTOMER_EMAIL, FieldName.CUSTOMER_NAME):
+            for candidate in self.of(field_name):
+                if candidate.evidence.extractor != "rules":
+                    continue
+                if field_name == FieldName.CUSTOMER_EMAIL:
+                    email = email if email == candidate.value else candidate.value
+                else:
+                    name = candidate.value
+                _accept(candidate, "chosen: a shop rule")
+                break
+        return Customer(email=email, name=name)
 
     def language(self) -> str | None:
         """Return the language: Content-Language, HTML lang, else the labels'."""

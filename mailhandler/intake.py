@@ -11,21 +11,29 @@ import logging
 import ssl
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import Engine
 
 from mailhandler.inbound import Envelope as StoredEnvelope
-from mailhandler.inbound import store_inbound
+from mailhandler.inbound import StoredMessage, store_inbound
+from mailhandler.sender import (
+    TxtResolver,
+    check_sender,
+    default_resolver,
+    header_senders,
+)
 from mailhandler.settings import Settings
-from mailhandler.shops import find_recipient
+from mailhandler.shops import Recipient, find_recipient
 
 log = logging.getLogger("bcctrack.smtp")
 
 REPLY_RCPT_OK = "250 2.1.5 Recipient OK"
 REPLY_UNKNOWN_RECIPIENT = "550 5.1.1 No such shop address: {address}"
 REPLY_QUEUED = "250 2.0.0 queued as {ids}"
+REPLY_SENDER_REJECTED = "550 5.7.1 Sender not verified for this address: {detail}"
 REPLY_STORE_FAILED = "451 4.3.0 Cannot store the message now, try again later"
 REPLY_LOOKUP_FAILED = "451 4.3.0 Cannot check the recipient now, try again later"
 REPLY_TIMEOUT = "421 4.4.2 Timeout, closing the connection"
@@ -62,10 +70,12 @@ class IntakeHandler:
         engine: Engine,
         settings: Settings,
         on_stored: Callable[[], None] | None = None,
+        resolver: TxtResolver | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.on_stored = on_stored
+        self.resolver = resolver or default_resolver()
 
     async def handle_RCPT(  # noqa: N802  (aiosmtpd hook name)
         self,
@@ -107,35 +117,75 @@ class IntakeHandler:
             peer=peer,
         )
         try:
-            stored = await asyncio.to_thread(self._store, raw, stored_envelope)
+            outcome = await asyncio.to_thread(self._store, raw, stored_envelope)
         except Exception:
             log.exception("%s storing a %d-byte message failed", peer, len(raw))
             return REPLY_STORE_FAILED
-        if not stored:
+        if not outcome.stored:
+            if outcome.rejected:
+                log.info("%s rejected, sender not verified: %s", peer, outcome.rejected)
+                return REPLY_SENDER_REJECTED.format(detail=_printable(outcome.rejected))
             # Every recipient's shop disappeared between RCPT and DATA.
             return REPLY_UNKNOWN_RECIPIENT.format(
                 address=_printable(", ".join(envelope.rcpt_tos))
             )
-        for message in stored:
+        for message in outcome.stored:
             if message.duplicate:
                 log.info("%d duplicate from %s, not stored again", message.id, peer)
             else:
                 log.info("%d stored, %d bytes from %s", message.id, len(raw), peer)
         if self.on_stored is not None:
             self.on_stored()
-        return REPLY_QUEUED.format(ids=" ".join(str(message.id) for message in stored))
+        ids = " ".join(str(message.id) for message in outcome.stored)
+        return REPLY_QUEUED.format(ids=ids)
 
-    def _store(self, raw: bytes, envelope: StoredEnvelope) -> list[Any]:
-        shop_ids = []
+    def _store(self, raw: bytes, envelope: StoredEnvelope) -> _StoreOutcome:
+        recipients = []
         for address in envelope.rcpt_tos:
             recipient = find_recipient(
                 self.engine, address, self.settings.intake_domain
             )
             if recipient is not None:
-                shop_ids.append(recipient.shop_id)
-        if not shop_ids:
-            return []
-        return store_inbound(self.engine, shop_ids, raw, envelope)
+                recipients.append(recipient)
+        accepted, rejected = self._screen(raw, envelope, recipients)
+        if not accepted:
+            return _StoreOutcome([], rejected)
+        stored = store_inbound(
+            self.engine, [r.shop_id for r in accepted], raw, envelope
+        )
+        return _StoreOutcome(stored, rejected)
+
+    def _screen(
+        self, raw: bytes, envelope: StoredEnvelope, recipients: list[Recipient]
+    ) -> tuple[list[Recipient], str]:
+        # Shops whose policy is to reject unverified senders check the sender
+        # here, before anything is stored; the others check it in the
+        # pipeline and quarantine.
+        accepted, details = [], []
+        for recipient in recipients:
+            if recipient.unverified_policy != "reject":
+                accepted.append(recipient)
+                continue
+            check = check_sender(
+                recipient.sender_policy,
+                raw,
+                list(recipient.sender_domains),
+                header_senders(raw),
+                envelope.mail_from,
+                self.resolver,
+            )
+            if check.verified:
+                accepted.append(recipient)
+            else:
+                details.append(check.detail)
+        return accepted, "; ".join(details)
+
+
+@dataclass(frozen=True)
+class _StoreOutcome:
+    stored: list[StoredMessage]
+    # Why shops with the reject policy turned the message down, if any did.
+    rejected: str
 
 
 class SessionLimiter:
@@ -284,9 +334,10 @@ async def start_intake(
     engine: Engine,
     settings: Settings,
     on_stored: Callable[[], None] | None = None,
+    resolver: TxtResolver | None = None,
 ) -> asyncio.Server:
     """Start the SMTP listener on the settings' host and port."""
-    handler = IntakeHandler(engine, settings, on_stored=on_stored)
+    handler = IntakeHandler(engine, settings, on_stored=on_stored, resolver=resolver)
     limiter = SessionLimiter(
         settings.max_sessions,
         settings.max_sessions_per_client,

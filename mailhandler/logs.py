@@ -18,3 +18,13 @@ def configure_logging(level: str) -> None:
     root.propagate = False
     # aiosmtpd logs every SMTP command at INFO; keep its warnings only.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    quiet_parser_logs()
+
+
+def quiet_parser_logs() -> None:
+    """Keep mail-parser's per-part warnings out of the output.
+
+    mail-parser warns for every MIME part that is neither text/plain nor
+    text/html; bcctrack records real defects on the message instead.
+    """
+    logging.getLogger("mailparser").setLevel(logging.ERROR)

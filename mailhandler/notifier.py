@@ -17,7 +17,13 @@ from sqlalchemy import Engine, update
 from sqlmodel import col
 
 from extractors.carriers import carrier_name
-from mailhandler.outbound import Backend, Envelope, OutboundError, build_message
+from mailhandler.outbound import (
+    Backend,
+    Envelope,
+    OutboundError,
+    build_message,
+    make_backend,
+)
 from mailhandler.render import UpdateContext, pick_language, render_update
 from mailhandler.runner import retry_delay, wait_for_work
 from mailhandler.settings import Settings
@@ -61,9 +67,20 @@ class Notifier:
         self.engine = engine
         self.settings = settings
         self.backend = backend
+        self._shop_backends: dict[str, Backend] = {}
         self.owner = new_owner("notifier")
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.max_event_age = timedelta(hours=settings.max_event_age_hours)
+
+    def backend_for(self, shop: Shop) -> Backend:
+        """Return the shop's own relay if it has one, else the default backend."""
+        if not shop.outbound:
+            return self.backend
+        if shop.outbound not in self._shop_backends:
+            self._shop_backends[shop.outbound] = make_backend(
+                shop.outbound, self.settings.outbox_dir
+            )
+        return self._shop_backends[shop.outbound]
 
     def claim_next(self) -> int | None:
         """Lease the next due notification; return its id or None."""
@@ -76,7 +93,8 @@ class Notifier:
         """Render and send one claimed notification; return its new state."""
         try:
             job = await asyncio.to_thread(self._load, notification_id)
-            if job.notification.sending_at is not None and not self.backend.idempotent:
+            backend = self.backend_for(job.shop)
+            if job.notification.sending_at is not None and not backend.idempotent:
                 # An earlier process handed this email to the relay and died
                 # before it learnt the result. Sending again could make a
                 # duplicate, so the update stops here and says so.
@@ -150,7 +168,8 @@ class Notifier:
         message = build_message(rendered, envelope)
         assert notification.id is not None
         await asyncio.to_thread(self._mark_sending, notification.id, message_id)
-        await self.backend.send(message, f"{notification.id:08d}-{notification.update}")
+        backend = self.backend_for(job.shop)
+        await backend.send(message, f"{notification.id:08d}-{notification.update}")
         log.info(
             "notification %s: %s sent for shipment %s in %s",
             notification.id,

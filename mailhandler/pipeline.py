@@ -19,12 +19,23 @@ from sqlalchemy import Engine, or_, select, update
 from sqlmodel import col
 
 from extractors import extract_message
-from extractors.message import ParsedMessage
 from extractors.model import Extraction, Kind
 from mailhandler.apply import apply_extraction
+from mailhandler.drift import check_drift
+from mailhandler.rules import RuleBook
 from mailhandler.runner import retry_delay, wait_for_work
-from mailhandler.sandbox import ProcessedContent, ProcessingError, SandboxPool
-from mailhandler.sender import SenderCheck, check_sender_domain
+from mailhandler.sandbox import (
+    Extract,
+    ProcessedContent,
+    ProcessingError,
+    SandboxPool,
+)
+from mailhandler.sender import (
+    SenderCheck,
+    TxtResolver,
+    check_sender,
+    default_resolver,
+)
 from mailhandler.settings import Settings
 from mailhandler.store import transaction
 from mailhandler.store.models import InboundMessage, InboundState, Shop, utcnow
@@ -55,10 +66,14 @@ class Pipeline:
         engine: Engine,
         settings: Settings,
         on_processed: Callable[[], None] | None = None,
-        extract: Callable[[ParsedMessage], Extraction] = extract_message,
+        extract: Extract = extract_message,
+        resolver: TxtResolver | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
+        # DNS lookups of DKIM keys; tests pass a resolver with their own keys.
+        self.resolver = resolver or default_resolver()
+        self.rulebook = RuleBook(settings.rules_folder, settings.rule_timeout)
         self.sandboxes = SandboxPool(
             settings.workers,
             extract,
@@ -128,10 +143,16 @@ class Pipeline:
         # Parsing and extraction run outside any transaction, because they are
         # the slow part and touch nothing in the store. They run in a child
         # process that the time limit can stop.
+        rules = self.rulebook.get(shop.slug)
         with self.sandboxes.sandbox() as sandbox:
-            content = sandbox.run(message.raw)
-        check = check_sender_domain(
-            shop.sender_domains, content.from_, message.mail_from
+            content = sandbox.run(message.raw, rules)
+        check = check_sender(
+            shop.sender_policy,
+            message.raw,
+            shop.sender_domains,
+            content.from_,
+            message.mail_from,
+            self.resolver,
         )
         return self._finish(message, content, check)
 
@@ -169,6 +190,8 @@ class Pipeline:
                     kind=extraction.kind,
                     sender_check=check.policy,
                     sender_verified=check.verified,
+                    sender_detail=check.detail,
+                    extraction=extraction.to_json(),
                     processed_at=utcnow(),
                     lease_owner=None,
                     lease_expires_at=None,
@@ -182,6 +205,7 @@ class Pipeline:
                 )
                 if result.note:
                     log.info("%d %s", message.id, result.note)
+                check_drift(session, message.shop_id, extraction.kind)
         if outcome.state == InboundState.PROCESSED and self.on_processed is not None:
             self.on_processed()
         return outcome

@@ -6,11 +6,18 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
 from mailhandler.store import transaction
-from mailhandler.store.models import InboundMessage, Notification, Order, Shipment, Shop
+from mailhandler.store.models import (
+    DriftAlarm,
+    InboundMessage,
+    Notification,
+    Order,
+    Shipment,
+    Shop,
+)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -128,3 +135,46 @@ def message_reports(
         }
         for row in rows
     ]
+
+
+def status_report(engine: Engine) -> dict[str, Any]:
+    """Return counts of messages and notifications by state, and open alarms."""
+    with transaction(engine) as session:
+        inbound = dict(
+            session.execute(
+                select(col(InboundMessage.state), func.count()).group_by(
+                    col(InboundMessage.state)
+                )
+            ).all()
+        )
+        notifications = dict(
+            session.execute(
+                select(col(Notification.state), func.count()).group_by(
+                    col(Notification.state)
+                )
+            ).all()
+        )
+        alarms = list(
+            session.execute(
+                select(DriftAlarm, col(Shop.slug))
+                .join(Shop, col(Shop.id) == col(DriftAlarm.shop_id))
+                .where(col(DriftAlarm.resolved_at).is_(None))
+                .order_by(col(DriftAlarm.id))
+            )
+        )
+    return {
+        "inbound_messages": inbound,
+        "notifications": notifications,
+        "drift_alarms": [
+            {
+                "id": alarm.id,
+                "shop": slug,
+                "kind": alarm.kind,
+                "field": alarm.field,
+                "detail": alarm.detail,
+                "message_ids": alarm.message_ids,
+                "since": _time(alarm.created_at),
+            }
+            for alarm, slug in alarms
+        ],
+    }

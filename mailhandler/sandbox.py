@@ -18,12 +18,16 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from extractors.message import Address, ParsedMessage, parse_message
+from extractors.message import Address, parse_message
 from extractors.model import Extraction
+from extractors.rules import ShopRules
+from mailhandler.logs import quiet_parser_logs
 
 log = logging.getLogger("bcctrack.pipeline")
 
-Extract = Callable[[ParsedMessage], Extraction]
+# Called as extract(message), or extract(message, rules) when the shop has
+# rules; extractors.extract_message takes both forms.
+Extract = Callable[..., Extraction]
 
 # forkserver, not fork: the parent runs threads (intake, workers, database
 # pools), and forking a threaded process can copy a lock in its locked state.
@@ -62,20 +66,24 @@ def _limit_memory(limit_bytes: int) -> None:
 
 def _child_main(connection: Connection, extract: Extract, memory_limit: int) -> None:
     _limit_memory(memory_limit)
+    quiet_parser_logs()
     try:
         connection.send(("ready", None))
         while True:
             raw = connection.recv_bytes()
-            connection.send(_process(raw, extract))
+            rules = connection.recv()
+            connection.send(_process(raw, rules, extract))
     except (EOFError, OSError):
         # The parent closed the pipe or died: nothing is waiting for a result.
         return
 
 
-def _process(raw: bytes, extract: Extract) -> tuple[str, object]:
+def _process(
+    raw: bytes, rules: ShopRules | None, extract: Extract
+) -> tuple[str, object]:
     try:
         message = parse_message(raw)
-        extraction = extract(message)
+        extraction = extract(message) if rules is None else extract(message, rules)
     except Exception as error:  # reported to the parent, which decides
         return ("error", f"{type(error).__name__}: {error}")
     return ("ok", ProcessedContent(message.from_, message.defects, extraction))
@@ -91,10 +99,11 @@ class Sandbox:
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
 
-    def run(self, raw: bytes) -> ProcessedContent:
+    def run(self, raw: bytes, rules: ShopRules | None = None) -> ProcessedContent:
         """Parse and extract ``raw``; raise a ProcessingError on failure."""
         connection = self._ensure_child()
         connection.send_bytes(raw)
+        connection.send(rules)
         if not connection.poll(self.time_limit):
             self.close()
             raise ProcessingTimeoutError(

@@ -144,6 +144,18 @@ class Settings(BaseSettings):
             "process; 0 means no limit."
         ),
     )
+    rules_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Folder of the shops' rule files (<slug>.toml, drafts "
+            "<slug>.draft.toml); default: rules/ in the data folder."
+        ),
+    )
+    rule_timeout: float = Field(
+        default=0.2,
+        gt=0,
+        description="Seconds one regular expression of a shop rule may run.",
+    )
     max_attempts: int = Field(
         default=5,
         ge=1,
@@ -233,6 +245,11 @@ class Settings(BaseSettings):
         if self.db_url:
             return self.db_url
         return f"sqlite:///{self.data_dir / 'bcctrack.db'}"
+
+    @property
+    def rules_folder(self) -> Path:
+        """The folder of the shops' rule files."""
+        return self.rules_dir or self.data_dir / "rules"
 
     @property
     def outbox_dir(self) -> Path:

@@ -1,4 +1,4 @@
-"""Shops: registration, BCC addresses and recipient lookup."""
+"""Shops: registration, changes, BCC addresses and recipient lookup."""
 
 from __future__ import annotations
 
@@ -6,19 +6,33 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from mailhandler.store import transaction
-from mailhandler.store.models import Shop
+from mailhandler.store.models import (
+    DriftAlarm,
+    InboundMessage,
+    Notification,
+    Order,
+    Shipment,
+    Shop,
+    TrackingEvent,
+    utcnow,
+)
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 DOMAIN_PATTERN = re.compile(
     r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$"
 )
 LANGUAGE_PATTERN = re.compile(r"^[a-z]{2}$")
+COLOR_PATTERN = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+SENDER_POLICIES = ("domain", "dkim")
+UNVERIFIED_POLICIES = ("quarantine", "reject")
 
 # 16 characters of a 32-letter alphabet: 80 random bits, and no letters that
 # a person copying the address could confuse.
@@ -34,10 +48,29 @@ class ShopError(Exception):
 
 @dataclass(frozen=True)
 class Recipient:
-    """A shop matched from a BCC address."""
+    """A shop matched from a BCC address, with what intake needs to know."""
 
     shop_id: int
     slug: str
+    sender_domains: tuple[str, ...] = ()
+    sender_policy: str = "domain"
+    unverified_policy: str = "quarantine"
+
+
+@dataclass(frozen=True)
+class ShopChanges:
+    """The values ``update_shop`` changes; None leaves a value as it is."""
+
+    name: str | None = None
+    add_domains: tuple[str, ...] = ()
+    remove_domains: tuple[str, ...] = ()
+    language: str | None = None
+    brand_color: str | None = None
+    # An empty string clears the logo or the shop's own relay.
+    logo_url: str | None = None
+    outbound: str | None = None
+    sender_policy: str | None = None
+    unverified_policy: str | None = None
 
 
 def new_token() -> str:
@@ -56,6 +89,40 @@ def normalize_domain(domain: str) -> str:
         raise ShopError(
             f"invalid sender domain {domain!r}: expected a name such as shop.example"
         )
+    return value
+
+
+def _check_language(language: str) -> str:
+    value = language.strip().lower()
+    if not LANGUAGE_PATTERN.match(value):
+        raise ShopError(
+            f"invalid language {language!r}: use an ISO 639-1 code such as en or de"
+        )
+    return value
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ShopError(f"invalid {name} {value!r}: use {' or '.join(choices)}")
+    return value
+
+
+def _check_outbound(value: str) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme != "smtp" or not parts.hostname:
+        raise ShopError(
+            f"invalid outbound {value!r}: use smtp://host:port, or '' for the default"
+        )
+    return value
+
+
+def _check_logo(value: str) -> str | None:
+    if not value:
+        return None
+    if urlsplit(value).scheme != "https":
+        raise ShopError(f"invalid logo URL {value!r}: use an https:// address")
     return value
 
 
@@ -81,18 +148,12 @@ def add_shop(
         raise ShopError("invalid name: the shop name is empty")
     if not sender_domains:
         raise ShopError("missing sender domain: give at least one --sender-domain")
-    language = language.strip().lower()
-    if not LANGUAGE_PATTERN.match(language):
-        raise ShopError(
-            f"invalid language {language!r}: use an ISO 639-1 code such as en or de"
-        )
-    domains = sorted({normalize_domain(domain) for domain in sender_domains})
     shop = Shop(
         slug=slug,
         name=name.strip(),
         token=new_token(),
-        sender_domains=domains,
-        language=language,
+        sender_domains=sorted({normalize_domain(d) for d in sender_domains}),
+        language=_check_language(language),
     )
     try:
         with transaction(engine) as session:
@@ -102,19 +163,114 @@ def add_shop(
     return shop
 
 
-def list_shops(engine: Engine) -> list[Shop]:
-    """Return every shop, ordered by slug."""
+def list_shops(engine: Engine, include_removed: bool = False) -> list[Shop]:
+    """Return the shops ordered by slug, without removed ones unless asked."""
+    query = select(Shop).order_by(col(Shop.slug))
+    if not include_removed:
+        query = query.where(col(Shop.removed_at).is_(None))
     with transaction(engine) as session:
-        return list(session.scalars(select(Shop).order_by(col(Shop.slug))))
+        return list(session.scalars(query))
+
+
+def _load(session: Session, slug: str) -> Shop:
+    shop = session.scalars(select(Shop).where(col(Shop.slug) == slug)).first()
+    if shop is None:
+        raise ShopError(f"shop {slug!r} not found: see 'bcctrack shop list'")
+    return shop
 
 
 def get_shop(engine: Engine, slug: str) -> Shop:
     """Return the shop with ``slug``; raise ShopError if there is none."""
     with transaction(engine) as session:
-        shop = session.scalars(select(Shop).where(col(Shop.slug) == slug)).first()
-    if shop is None:
-        raise ShopError(f"shop {slug!r} not found: see 'bcctrack shop list'")
-    return shop
+        return _load(session, slug)
+
+
+def update_shop(engine: Engine, slug: str, changes: ShopChanges) -> Shop:
+    """Apply ``changes`` to the shop and return it."""
+    with transaction(engine) as session:
+        shop = _load(session, slug)
+        if changes.name is not None:
+            if not changes.name.strip():
+                raise ShopError("invalid name: the shop name is empty")
+            shop.name = changes.name.strip()
+        domains = set(shop.sender_domains)
+        domains |= {normalize_domain(d) for d in changes.add_domains}
+        for domain in changes.remove_domains:
+            normalized = normalize_domain(domain)
+            if normalized not in domains:
+                raise ShopError(
+                    f"sender domain {normalized!r} not found; the shop has "
+                    f"{', '.join(sorted(domains))}"
+                )
+            domains.discard(normalized)
+        if not domains:
+            raise ShopError("a shop needs at least one sender domain: add one first")
+        shop.sender_domains = sorted(domains)
+        if changes.language is not None:
+            shop.language = _check_language(changes.language)
+        if changes.brand_color is not None:
+            if not COLOR_PATTERN.match(changes.brand_color):
+                raise ShopError(
+                    f"invalid brand colour {changes.brand_color!r}: use #rrggbb"
+                )
+            shop.brand_color = changes.brand_color
+        if changes.logo_url is not None:
+            shop.logo_url = _check_logo(changes.logo_url)
+        if changes.outbound is not None:
+            shop.outbound = _check_outbound(changes.outbound)
+        if changes.sender_policy is not None:
+            shop.sender_policy = _check_choice(
+                "sender policy", changes.sender_policy, SENDER_POLICIES
+            )
+        if changes.unverified_policy is not None:
+            shop.unverified_policy = _check_choice(
+                "unverified policy", changes.unverified_policy, UNVERIFIED_POLICIES
+            )
+        session.add(shop)
+        return shop
+
+
+def rotate_token(engine: Engine, slug: str, grace: timedelta) -> Shop:
+    """Give the shop a new token; the old address works for ``grace`` more."""
+    if grace < timedelta(0):
+        raise ShopError("invalid grace period: it cannot be negative")
+    with transaction(engine) as session:
+        shop = _load(session, slug)
+        shop.previous_token = shop.token if grace else None
+        shop.previous_token_expires_at = utcnow() + grace if grace else None
+        shop.token = new_token()
+        session.add(shop)
+        return shop
+
+
+def remove_shop(engine: Engine, slug: str, purge: bool = False) -> None:
+    """Stop accepting the shop's mail; with ``purge``, delete all its data."""
+    with transaction(engine) as session:
+        shop = _load(session, slug)
+        if not purge:
+            shop.removed_at = utcnow()
+            session.add(shop)
+            return
+        shop_id = shop.id
+        shipments = select(col(Shipment.id)).where(col(Shipment.shop_id) == shop_id)
+        session.execute(
+            delete(TrackingEvent).where(col(TrackingEvent.shipment_id).in_(shipments))
+        )
+        for model in (Notification, Shipment, Order, DriftAlarm, InboundMessage):
+            session.execute(delete(model).where(col(model.shop_id) == shop_id))
+        session.delete(shop)
+
+
+def _token_matches(shop: Shop, token: str) -> bool:
+    given = token.encode()
+    if secrets.compare_digest(shop.token.encode(), given):
+        return True
+    # The old address of a rotated token works until its grace period ends.
+    if shop.previous_token is None or shop.previous_token_expires_at is None:
+        return False
+    if utcnow() >= shop.previous_token_expires_at:
+        return False
+    return secrets.compare_digest(shop.previous_token.encode(), given)
 
 
 def find_recipient(
@@ -129,8 +285,14 @@ def find_recipient(
         return None
     with transaction(engine) as session:
         shop = session.scalars(select(Shop).where(col(Shop.slug) == slug)).first()
-    if shop is None or shop.id is None:
+    if shop is None or shop.id is None or shop.removed_at is not None:
         return None
-    if not secrets.compare_digest(shop.token.encode(), token.encode()):
+    if not _token_matches(shop, token):
         return None
-    return Recipient(shop_id=shop.id, slug=shop.slug)
+    return Recipient(
+        shop_id=shop.id,
+        slug=shop.slug,
+        sender_domains=tuple(shop.sender_domains),
+        sender_policy=shop.sender_policy,
+        unverified_policy=shop.unverified_policy,
+    )

@@ -98,14 +98,17 @@ def smtp_sink() -> Iterator[tuple[SinkHandler, int]]:
 
 @contextmanager
 def running_intake(
-    engine: Engine, settings: Settings, on_stored: Callable[[], None] | None = None
+    engine: Engine,
+    settings: Settings,
+    on_stored: Callable[[], None] | None = None,
+    resolver: Any = None,
 ) -> Iterator[int]:
     """Run bcctrack's SMTP intake in a background event loop; yield its port."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     server = asyncio.run_coroutine_threadsafe(
-        start_intake(engine, settings, on_stored=on_stored), loop
+        start_intake(engine, settings, on_stored=on_stored, resolver=resolver), loop
     ).result(timeout=10)
     port: int = server.sockets[0].getsockname()[1]
     try:

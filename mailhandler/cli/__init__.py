@@ -12,8 +12,10 @@ from mailhandler.cli.extract import extract_command
 from mailhandler.cli.messages import messages
 from mailhandler.cli.orders import orders
 from mailhandler.cli.reprocess import reprocess
+from mailhandler.cli.rules import rules
 from mailhandler.cli.serve import serve
 from mailhandler.cli.shop import shop
+from mailhandler.cli.status import status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,6 +38,8 @@ for command in (
     orders,
     messages,
     reprocess,
+    rules,
+    status,
     extract_command,
     eval_command,
 ):

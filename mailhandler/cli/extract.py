@@ -9,19 +9,24 @@ from typing import Any
 import click
 
 from extractors import Candidate, Extraction, extract
-from mailhandler.cli.common import print_json_line
+from extractors.rules import ShopRules
+from extractors.shoprules import RuleFileError
+from mailhandler.cli.common import CliState, pass_state, print_json_line
+from mailhandler.rules import RuleBook
 
 
-def extract_file(path: str) -> dict[str, Any]:
+def extract_file(path: str, rules: ShopRules | None = None) -> dict[str, Any]:
     """Return the ``extract --json`` object of one file."""
-    return _extract_file(path)[0]
+    return _extract_file(path, rules)[0]
 
 
-def _extract_file(path: str) -> tuple[dict[str, Any], Extraction | None]:
+def _extract_file(
+    path: str, rules: ShopRules | None = None
+) -> tuple[dict[str, Any], Extraction | None]:
     result: dict[str, Any] = {"file": path}
     try:
         raw = Path(path).read_bytes()
-        extraction = extract(raw)
+        extraction = extract(raw, rules)
     except Exception as error:  # any failure is this file's, not the command's
         result.update(
             kind=None,
@@ -45,11 +50,34 @@ def _extract_file(path: str) -> tuple[dict[str, Any], Extraction | None]:
     is_flag=True,
     help="Also print every candidate, where it was found, and why it won or lost.",
 )
-def extract_command(files: tuple[str, ...], as_json: bool, explain: bool) -> None:
+@click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Apply this shop rule file (docs/rules.md) as the strongest layer.",
+)
+@pass_state
+def extract_command(
+    state: CliState,
+    files: tuple[str, ...],
+    as_json: bool,
+    explain: bool,
+    rules_file: Path | None,
+) -> None:
     """Extract order, shipments and customer from email FILES, offline."""
+    rules = None
+    if rules_file is not None:
+        settings = state.load()
+        try:
+            rules = RuleBook(settings.rules_folder, settings.rule_timeout).load(
+                rules_file
+            )
+        except (OSError, RuleFileError) as error:
+            raise click.ClickException(str(error)) from error
     failed = False
     for path in files:
-        result, extraction = _extract_file(path)
+        result, extraction = _extract_file(path, rules)
         failed = failed or result["error"] is not None
         if as_json:
             if explain and extraction is not None:
@@ -60,7 +88,7 @@ def extract_command(files: tuple[str, ...], as_json: bool, explain: bool) -> Non
             continue
         _print_text(result)
         if explain and extraction is not None:
-            _print_candidates(extraction)
+            print_candidates(extraction)
     sys.exit(1 if failed else 0)
 
 
@@ -79,7 +107,8 @@ def _candidate_json(candidate: Candidate) -> dict[str, Any]:
     }
 
 
-def _print_candidates(extraction: Extraction) -> None:
+def print_candidates(extraction: Extraction) -> None:
+    """Print every candidate with its evidence and verdict."""
     if extraction.forwarded:
         click.echo(f"  forwarded: {extraction.forwarded}")
     click.echo("  candidates:")

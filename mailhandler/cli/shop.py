@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+from typing import Any
+
 import click
 
 from mailhandler.cli.common import CliState, pass_state, print_json_line
-from mailhandler.shops import ShopError, add_shop, bcc_address, list_shops
+from mailhandler.shops import (
+    SENDER_POLICIES,
+    UNVERIFIED_POLICIES,
+    ShopChanges,
+    ShopError,
+    add_shop,
+    bcc_address,
+    get_shop,
+    list_shops,
+    remove_shop,
+    rotate_token,
+    update_shop,
+)
+from mailhandler.store.models import Shop, utcnow
 
 
 @click.group()
 def shop() -> None:
-    """Register and list shops."""
+    """Register, change and list shops."""
 
 
 @shop.command("add")
@@ -51,26 +68,172 @@ def add(
     )
 
 
+def _shop_json(item: Shop, intake_domain: str) -> dict[str, Any]:
+    expires = item.previous_token_expires_at
+    previous = None
+    if item.previous_token and expires is not None and expires > utcnow():
+        previous = {
+            "address": f"{item.slug}-{item.previous_token}@{intake_domain}",
+            "valid_until": expires.isoformat(timespec="seconds"),
+        }
+    return {
+        "slug": item.slug,
+        "name": item.name,
+        "address": bcc_address(item, intake_domain),
+        "sender_domains": item.sender_domains,
+        "language": item.language,
+        "brand_color": item.brand_color,
+        "logo_url": item.logo_url,
+        "outbound": item.outbound,
+        "sender_policy": item.sender_policy,
+        "unverified_policy": item.unverified_policy,
+        "previous_address": previous,
+        "removed": item.removed_at is not None,
+    }
+
+
 @shop.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--all", "include_removed", is_flag=True, help="Also removed shops.")
 @pass_state
-def list_(state: CliState, as_json: bool) -> None:
+def list_(state: CliState, as_json: bool, include_removed: bool) -> None:
     """List the shops with their BCC addresses."""
     settings, engine = state.open()
-    for item in list_shops(engine):
-        address = bcc_address(item, settings.intake_domain)
+    for item in list_shops(engine, include_removed):
         if as_json:
-            print_json_line(
-                {
-                    "slug": item.slug,
-                    "name": item.name,
-                    "address": address,
-                    "sender_domains": item.sender_domains,
-                    "language": item.language,
-                }
-            )
-        else:
-            domains = ",".join(item.sender_domains)
-            click.echo(
-                f"{item.slug}\t{address}\t{item.language}\t{domains}\t{item.name}"
-            )
+            print_json_line(_shop_json(item, settings.intake_domain))
+            continue
+        address = bcc_address(item, settings.intake_domain)
+        domains = ",".join(item.sender_domains)
+        removed = "\tremoved" if item.removed_at is not None else ""
+        click.echo(
+            f"{item.slug}\t{address}\t{item.language}\t{domains}\t{item.name}{removed}"
+        )
+
+
+@shop.command("show")
+@click.argument("slug")
+@pass_state
+def show(state: CliState, slug: str) -> None:
+    """Print every setting of shop SLUG as JSON."""
+    settings, engine = state.open()
+    try:
+        item = get_shop(engine, slug)
+    except ShopError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(json.dumps(_shop_json(item, settings.intake_domain), indent=2))
+
+
+@shop.command("update")
+@click.argument("slug")
+@click.option("--name", default=None, help="New display name.")
+@click.option(
+    "--add-sender-domain", "add_domains", multiple=True, help="Add a sender domain."
+)
+@click.option(
+    "--remove-sender-domain",
+    "remove_domains",
+    multiple=True,
+    help="Remove a sender domain.",
+)
+@click.option("--language", default=None, help="ISO 639-1 code of the updates.")
+@click.option("--brand-color", default=None, help="Colour of the updates, #rrggbb.")
+@click.option("--logo-url", default=None, help="https:// URL of the logo; '' clears.")
+@click.option(
+    "--outbound",
+    default=None,
+    help="The shop's own relay, smtp://host:port; '' returns to the default.",
+)
+@click.option(
+    "--sender-policy",
+    type=click.Choice(SENDER_POLICIES),
+    default=None,
+    help="dkim: a valid DKIM signature by a sender domain; domain: the From: "
+    "or envelope sender's domain.",
+)
+@click.option(
+    "--unverified",
+    "unverified_policy",
+    type=click.Choice(UNVERIFIED_POLICIES),
+    default=None,
+    help="quarantine: keep unverified mail for admins; reject: refuse it at SMTP.",
+)
+@pass_state
+def update(
+    state: CliState,
+    slug: str,
+    name: str | None,
+    add_domains: tuple[str, ...],
+    remove_domains: tuple[str, ...],
+    language: str | None,
+    brand_color: str | None,
+    logo_url: str | None,
+    outbound: str | None,
+    sender_policy: str | None,
+    unverified_policy: str | None,
+) -> None:
+    """Change shop SLUG's settings; options not given stay as they are."""
+    settings, engine = state.open()
+    changes = ShopChanges(
+        name=name,
+        add_domains=add_domains,
+        remove_domains=remove_domains,
+        language=language,
+        brand_color=brand_color,
+        logo_url=logo_url,
+        outbound=outbound,
+        sender_policy=sender_policy,
+        unverified_policy=unverified_policy,
+    )
+    try:
+        item = update_shop(engine, slug, changes)
+    except ShopError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(json.dumps(_shop_json(item, settings.intake_domain), indent=2))
+
+
+@shop.command("rotate-token")
+@click.argument("slug")
+@click.option(
+    "--grace-hours",
+    type=float,
+    default=168.0,
+    show_default=True,
+    help="Hours the old address keeps working; 0 stops it at once.",
+)
+@pass_state
+def rotate(state: CliState, slug: str, grace_hours: float) -> None:
+    """Give shop SLUG a new BCC address and print it on the first line."""
+    settings, engine = state.open()
+    try:
+        item = rotate_token(engine, slug, timedelta(hours=grace_hours))
+    except ShopError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(bcc_address(item, settings.intake_domain))
+    if item.previous_token_expires_at is not None:
+        until = item.previous_token_expires_at.isoformat(timespec="minutes")
+        click.echo(f"The old address works until {until}.", err=True)
+    else:
+        click.echo("The old address no longer works.", err=True)
+
+
+@shop.command("remove")
+@click.argument("slug")
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also delete the shop's messages, orders, shipments and updates.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def remove(state: CliState, slug: str, purge: bool, yes: bool) -> None:
+    """Stop accepting mail for shop SLUG (its data stays unless --purge)."""
+    _, engine = state.open()
+    what = "delete shop {!r} and all its data" if purge else "remove shop {!r}"
+    if not yes:
+        click.confirm(what.format(slug).capitalize() + "?", abort=True)
+    try:
+        remove_shop(engine, slug, purge=purge)
+    except ShopError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"Shop {slug!r} {'purged' if purge else 'removed'}.")

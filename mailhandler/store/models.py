@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
 from sqlalchemy.engine import Dialect
@@ -115,6 +116,21 @@ class Shop(SQLModel, table=True):
     language: str = Field(default="en", max_length=8)
     brand_color: str = Field(default="#1f2937", max_length=32)
     logo_url: str | None = Field(default=None, max_length=2000)
+    # After a token rotation the old address works until this time.
+    previous_token: str | None = Field(default=None, max_length=64)
+    previous_token_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    # How a message proves it is the shop's: "domain" or "dkim".
+    sender_policy: str = Field(default="domain", max_length=16)
+    # What happens to a message that fails the check: "quarantine" or "reject".
+    unverified_policy: str = Field(default="quarantine", max_length=16)
+    # An SMTP relay for this shop's customer updates, else the default one.
+    outbound: str | None = Field(default=None, max_length=500)
+    # A removed shop keeps its data; its address no longer accepts mail.
+    removed_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
@@ -156,6 +172,10 @@ class InboundMessage(SQLModel, table=True):
     kind: str | None = Field(default=None, max_length=32)
     sender_check: str | None = Field(default=None, max_length=32)
     sender_verified: bool | None = None
+    sender_detail: str | None = None
+    # The extraction's result (``bcctrack extract --json`` keys), for drift
+    # alarms and for admins.
+    extraction: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     processed_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
@@ -271,5 +291,29 @@ class Notification(SQLModel, table=True):
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     sent_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+
+
+class DriftAlarm(SQLModel, table=True):
+    """A shop's emails of one kind stopped yielding a field they used to have.
+
+    Open while ``resolved_at`` is None; a later email of that kind that
+    yields the field again resolves it.
+    """
+
+    __tablename__ = "drift_alarm"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shop.id", index=True)
+    kind: str = Field(max_length=32)
+    field: str = Field(max_length=32)
+    # The recent messages that lack the field, to look at first.
+    message_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    detail: str
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    resolved_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
