@@ -30,6 +30,12 @@ def main() -> int:
     parser.add_argument("--max-interval", type=float, default=3.0, help="seconds")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--pace", type=float, default=0.05, help="seconds each sender waits after a 250"
+    )
+    parser.add_argument(
+        "--min-kills", type=int, default=20, help="kill at least this often in all"
+    )
+    parser.add_argument(
         "--postgres",
         metavar="ADMIN_URL",
         help="run on a new database created through this PostgreSQL URL",
@@ -55,6 +61,8 @@ def main() -> int:
                 kill_interval=(arguments.min_interval, arguments.max_interval),
                 seed=arguments.seed,
                 time_limit=3600,
+                pace=arguments.pace,
+                min_kills=arguments.min_kills,
             )
         finally:
             if admin is not None:

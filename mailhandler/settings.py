@@ -49,7 +49,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         default_factory=default_data_dir,
-        description="Folder for the SQLite database and the file outbox.",
+        description=(
+            "Folder for the SQLite database, the file outbox and the rule "
+            "files; default: $XDG_DATA_HOME/bcctrack, else ~/.local/share/bcctrack."
+        ),
     )
     db_url: str | None = Field(
         default=None,

@@ -14,6 +14,7 @@ from mailhandler.cli.orders import orders
 from mailhandler.cli.reprocess import reprocess
 from mailhandler.cli.rules import rules
 from mailhandler.cli.serve import serve
+from mailhandler.cli.settings import settings_command
 from mailhandler.cli.shop import shop
 from mailhandler.cli.status import status
 
@@ -40,6 +41,7 @@ for command in (
     reprocess,
     rules,
     status,
+    settings_command,
     extract_command,
     eval_command,
 ):
