@@ -21,7 +21,8 @@ from sqlmodel import col
 from extractors import extract_message
 from extractors.message import ParsedMessage
 from extractors.model import Extraction, Kind
-from mailhandler.apply import apply_extraction
+from mailhandler.apply import apply_extraction, apply_status_only
+from mailhandler.carrier_mail import POLICY_CARRIER, check_carrier_sender
 from mailhandler.runner import retry_delay, wait_for_work
 from mailhandler.sandbox import ProcessedContent, ProcessingError, SandboxPool
 from mailhandler.sender import SenderCheck, check_sender_domain
@@ -133,6 +134,8 @@ class Pipeline:
         check = check_sender_domain(
             shop.sender_domains, content.from_, message.mail_from
         )
+        if not check.verified:
+            check = check_carrier_sender(content.from_) or check
         return self._finish(message, content, check)
 
     def _finish(
@@ -177,9 +180,10 @@ class Pipeline:
             if not claimed.rowcount:  # type: ignore[attr-defined]
                 raise LeaseLostError(str(message.id))
             if outcome.state == InboundState.PROCESSED:
-                result = apply_extraction(
-                    session, message, extraction, self.max_event_age
-                )
+                apply = apply_extraction
+                if check.policy == POLICY_CARRIER:
+                    apply = apply_status_only
+                result = apply(session, message, extraction, self.max_event_age)
                 if result.note:
                     log.info("%d %s", message.id, result.note)
         if outcome.state == InboundState.PROCESSED and self.on_processed is not None:
