@@ -104,7 +104,12 @@ class Sandbox:
         try:
             status, value = connection.recv()
         except (EOFError, OSError):
-            code = self._process.exitcode if self._process is not None else None
+            code = None
+            if self._process is not None:
+                # The pipe closes before the child is reaped; wait briefly so
+                # that the exit code is known.
+                self._process.join(timeout=5)
+                code = self._process.exitcode
             self.close()
             raise ProcessingCrashedError(
                 f"the processing child process died (exit code {code})"
