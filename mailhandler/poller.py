@@ -83,6 +83,7 @@ class PollJob:
     carrier: str | None
     status: ShipmentStatus
     last_news_at: datetime
+    # Claims since the last successful poll, this one included.
     attempts: int
     shop_credentials: Mapping[str, Credentials]
 
@@ -408,11 +409,11 @@ class Poller:
         )
         reason = f"{type(error).__name__}: {error}"[:_MAX_ERROR]
         for job in batch:
-            delay = retry_delay(job.attempts + 1, self.settings.poll_retry_delay)
+            delay = retry_delay(job.attempts, self.settings.poll_retry_delay)
             log.warning(
-                "shipment %s: poll %d failed, retrying at %s: %s",
+                "shipment %s: poll attempt %d failed, retrying at %s: %s",
                 job.shipment_id,
-                job.attempts + 1,
+                job.attempts,
                 _when(utcnow() + delay),
                 reason,
             )
@@ -435,7 +436,7 @@ class Poller:
                     self._release,
                     job,
                     next_attempt_at=until + jittered(timedelta(seconds=10)),
-                    attempts=job.attempts,
+                    attempts=max(0, job.attempts - 1),
                     last_error=reason,
                 )
 
@@ -455,7 +456,7 @@ class Poller:
             return
         except Exception as error:
             log.exception("shipment %s: recording the poll failed", job.shipment_id)
-            delay = retry_delay(job.attempts + 1, self.settings.poll_retry_delay)
+            delay = retry_delay(job.attempts, self.settings.poll_retry_delay)
             await asyncio.to_thread(
                 self._release,
                 job,

@@ -7,12 +7,17 @@ from pathlib import Path
 import click
 
 from mailhandler.cli.common import CliState
+from mailhandler.cli.credentials import credentials
 from mailhandler.cli.extract import extract_command
+from mailhandler.cli.import_events import import_events
 from mailhandler.cli.messages import messages
+from mailhandler.cli.optout import optout
 from mailhandler.cli.orders import orders
+from mailhandler.cli.preview import preview
 from mailhandler.cli.reprocess import reprocess
 from mailhandler.cli.serve import serve
 from mailhandler.cli.shop import shop
+from mailhandler.cli.track import track
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,5 +34,17 @@ def main(context: click.Context, config: Path | None) -> None:
     context.obj = CliState(config=config)
 
 
-for command in (serve, shop, orders, messages, reprocess, extract_command):
+for command in (
+    serve,
+    shop,
+    orders,
+    messages,
+    reprocess,
+    extract_command,
+    track,
+    preview,
+    optout,
+    import_events,
+):
     main.add_command(command)
+shop.add_command(credentials)
