@@ -61,12 +61,18 @@ def carrier_of_domain(domain: str) -> str | None:
     return None
 
 
-def check_carrier_sender(from_: list[Address]) -> SenderCheck | None:
+def check_carrier_sender(
+    from_: list[Address], shop_domains: list[str]
+) -> SenderCheck | None:
     """Verify a message for status only when its From: is a carrier's.
 
     Only ``From:`` counts: a forwarded carrier email keeps the carrier's
-    ``From:`` while its envelope sender is the forwarding mailbox.
+    ``From:`` while its envelope sender may be the shop's forwarding
+    mailbox, which must not turn it into a shop email. A ``From:`` on the
+    shop's own list is the shop's, whatever carrier owns the domain.
     """
+    if any(domain_matches(address.domain, shop_domains) for address in from_):
+        return None
     for address in from_:
         carrier = carrier_of_domain(address.domain)
         if carrier is not None:

@@ -33,6 +33,7 @@ from mailhandler.store.models import (
     NotificationState,
     OptOut,
     Shop,
+    utcnow,
 )
 
 log = logging.getLogger("bcctrack.notify")
@@ -185,7 +186,7 @@ def _insert(session: Session, shop_id: int, address: str, source: str) -> bool:
     insert_ = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
     inserted = session.scalars(
         insert_(OptOut)
-        .values(shop_id=shop_id, address=address, source=source)
+        .values(shop_id=shop_id, address=address, source=source, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["shop_id", "address"])
         .returning(col(OptOut.id))
     ).first()

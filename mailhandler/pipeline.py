@@ -131,11 +131,9 @@ class Pipeline:
         # process that the time limit can stop.
         with self.sandboxes.sandbox() as sandbox:
             content = sandbox.run(message.raw)
-        check = check_sender_domain(
-            shop.sender_domains, content.from_, message.mail_from
-        )
-        if not check.verified:
-            check = check_carrier_sender(content.from_) or check
+        check = check_carrier_sender(
+            content.from_, shop.sender_domains
+        ) or check_sender_domain(shop.sender_domains, content.from_, message.mail_from)
         return self._finish(message, content, check)
 
     def _finish(
