@@ -158,6 +158,8 @@ def unsubscribe_headers(settings: Settings, notification_id: int) -> dict[str, s
     address = mailto_address(key, notification_id, settings.intake_domain)
     links = [f"<mailto:{address}?subject=unsubscribe>"]
     headers = {}
+    # TODO(serve the one-click endpoint): the base URL must lead to a web
+    # endpoint of the operator's that passes the token to opt_out_by_token.
     if settings.unsubscribe_base_url:
         url = one_click_url(
             settings.unsubscribe_base_url, make_token(key, notification_id)

@@ -622,7 +622,7 @@ class Poller:
     # --- running -------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
-        """Poll until ``stop`` is set; an idle poller looks again every second."""
+        """Poll until ``stop`` is set, resting ``poll_interval`` when idle."""
         wake = wake or asyncio.Event()
         while not stop.is_set():
             try:

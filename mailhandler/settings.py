@@ -392,8 +392,9 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "https URL of a web endpoint that takes one-click opt-outs "
-            "(RFC 8058); unset: the List-Unsubscribe header has only a "
-            "mailto: address at the intake domain."
+            "(RFC 8058) and passes the token to optout.opt_out_by_token; "
+            "bcctrack does not serve it. Unset: the List-Unsubscribe header "
+            "has only a mailto: address at the intake domain."
         ),
     )
     unsubscribe_secret: SecretStr = Field(
