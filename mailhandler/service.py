@@ -19,6 +19,7 @@ from mailhandler.pipeline import Pipeline, run_workers
 from mailhandler.poller import Poller
 from mailhandler.settings import Settings
 from mailhandler.status_files import DropFolder
+from mailhandler.store.engine import is_postgresql
 
 log = logging.getLogger("bcctrack.service")
 
@@ -70,6 +71,13 @@ async def serve(engine: Engine, settings: Settings, role: Role) -> None:
             where,
         )
 
+    if is_postgresql(engine) and not settings.unsubscribe_secret.get_secret_value():
+        # Each machine would generate its own key, and an opt-out link signed
+        # on one would be rejected by the intake of another.
+        log.warning(
+            "unsubscribe_secret is not set: processes on other machines that "
+            "share this database will not accept each other's opt-out links"
+        )
     if role in ("all", "poller"):
         registry = CarrierRegistry.from_settings(settings)
         poller = Poller(engine, settings, registry, on_notification=notifier_wake.set)

@@ -16,7 +16,7 @@ from carriers.fake_carrier import FakeCarrierServer, Reply
 from mailhandler.carriers import CarrierRegistry
 from mailhandler.notifier import Notifier
 from mailhandler.outbound import SmtpBackend
-from mailhandler.poller import SUPERSEDED, Poller, RoundResult
+from mailhandler.poller import SUPERSEDED, Poller, RoundResult, poll_shipment
 from mailhandler.settings import Settings
 from mailhandler.shops import add_shop
 from mailhandler.store.models import (
@@ -346,3 +346,23 @@ def test_rejected_key_pauses_credential(
     poll = poll_of(engine, shipment_id)
     assert poll.state == PollState.ACTIVE
     assert poll.next_attempt_at > utcnow() + timedelta(minutes=25)
+
+
+def test_poll_now_ignores_schedule(
+    engine: Engine, tmp_path: Path, dhl_server: FakeCarrierServer, shop_id: int
+) -> None:
+    shipment_id = add_shipment(engine, shop_id, NUMBER, "dhl_paket")
+    dhl_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT, IN_TRANSIT))
+    settings = make_settings(tmp_path, dhl_server, poll_first_delay_minutes=60)
+    poller = make_poller(engine, settings)
+
+    async def go() -> RoundResult:
+        try:
+            return await poll_shipment(poller, shipment_id)
+        finally:
+            await poller.registry.aclose()
+
+    done = asyncio.run(go())
+    assert done.polled == 1
+    assert shipment_of(engine, shipment_id).status == "in_transit"
+    assert len(dhl_server.requests) == 1

@@ -41,8 +41,9 @@ def track(
     """Poll tracking NUMBER now and print its events, oldest first.
 
     A number in the store is polled like the poller would (new events are
-    stored and may queue customer updates); any other number is looked up
-    at the carrier without storing anything.
+    stored and may queue customer updates), unless it is delivered,
+    returned or expired; any other number is looked up at the carrier
+    without storing anything.
     """
     settings, engine = state.open()
     key = re.sub(r"\s+", "", number).upper()
