@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from extractors.model import Extraction, Kind, ShipmentResult
@@ -94,6 +94,53 @@ def apply_extraction(
             created = record_status(session, shipment, order, event, max_event_age)
             if created is not None and created.id is not None:
                 result.notification_ids.append(created.id)
+    result.shipment_ids = [s.id for s in shipments if s.id is not None]
+    return result
+
+
+def apply_status_only(
+    session: Session,
+    message: InboundMessage,
+    extraction: Extraction,
+    max_event_age: timedelta,
+) -> ApplyResult:
+    """Move the shop's existing shipments that a carrier email names.
+
+    A carrier email is verified for status only: it never creates an order
+    or a shipment, never cancels an order, and an email of a kind without a
+    status (a shipping notice, say) changes nothing.
+    """
+    result = ApplyResult()
+    status = STATUS_FOR_KIND.get(extraction.kind)
+    numbers = [found.tracking_number.upper() for found in extraction.shipments]
+    if status is None or not numbers:
+        result.note = f"carrier email ({extraction.kind}) moves no shipment"
+        return result
+    shipments = list(
+        session.scalars(
+            select(Shipment).where(
+                col(Shipment.shop_id) == message.shop_id,
+                func.upper(col(Shipment.tracking_number)).in_(numbers),
+            )
+        )
+    )
+    if not shipments:
+        result.note = "carrier email names no shipment of this shop"
+        return result
+    for shipment in shipments:
+        order = session.get(Order, shipment.order_id)
+        assert order is not None
+        event = StatusEvent(
+            status=status,
+            occurred_at=message.received_at,
+            source="email",
+            raw_text=f"{extraction.kind} email from the carrier",
+            inbound_message_id=message.id,
+        )
+        created = record_status(session, shipment, order, event, max_event_age)
+        if created is not None and created.id is not None:
+            result.notification_ids.append(created.id)
+    result.order_id = shipments[0].order_id
     result.shipment_ids = [s.id for s in shipments if s.id is not None]
     return result
 

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from mailhandler.inbound import Envelope as StoredEnvelope
 from mailhandler.inbound import StoredMessage, store_inbound
+from mailhandler.optout import record_mailto_opt_out, token_from_address
 from mailhandler.sender import (
     TxtResolver,
     check_sender,
@@ -34,6 +35,7 @@ REPLY_RCPT_OK = "250 2.1.5 Recipient OK"
 REPLY_UNKNOWN_RECIPIENT = "550 5.1.1 No such shop address: {address}"
 REPLY_QUEUED = "250 2.0.0 queued as {ids}"
 REPLY_SENDER_REJECTED = "550 5.7.1 Sender not verified for this address: {detail}"
+REPLY_OPTED_OUT = "250 2.0.0 Opt-out recorded"
 REPLY_STORE_FAILED = "451 4.3.0 Cannot store the message now, try again later"
 REPLY_LOOKUP_FAILED = "451 4.3.0 Cannot check the recipient now, try again later"
 REPLY_TIMEOUT = "421 4.4.2 Timeout, closing the connection"
@@ -89,9 +91,16 @@ class IntakeHandler:
             recipient = await asyncio.to_thread(
                 find_recipient, self.engine, address, self.settings.intake_domain
             )
+            # An opt-out address (List-Unsubscribe mailto:) is recorded here.
+            opted_out = recipient is None and await asyncio.to_thread(
+                record_mailto_opt_out, self.engine, self.settings, address
+            )
         except Exception:
             log.exception("%s recipient lookup failed", _peer(session))
             return REPLY_LOOKUP_FAILED
+        if opted_out:
+            envelope.rcpt_tos.append(address)
+            return REPLY_RCPT_OK
         if recipient is None:
             log.info("%s unknown recipient %s", _peer(session), _printable(address))
             return REPLY_UNKNOWN_RECIPIENT.format(address=_printable(address))
@@ -121,6 +130,10 @@ class IntakeHandler:
         except Exception:
             log.exception("%s storing a %d-byte message failed", peer, len(raw))
             return REPLY_STORE_FAILED
+        domain = self.settings.intake_domain
+        opt_outs = all(token_from_address(a, domain) for a in envelope.rcpt_tos)
+        if not outcome.stored and opt_outs:
+            return REPLY_OPTED_OUT
         if not outcome.stored:
             if outcome.rejected:
                 log.info("%s rejected, sender not verified: %s", peer, outcome.rejected)

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 from sqlmodel import col
 
 from extractors.carriers import carrier_name
+from mailhandler.optout import REASON as OPTED_OUT
+from mailhandler.optout import is_opted_out, unsubscribe_headers
 from mailhandler.outbound import (
     Backend,
     Envelope,
@@ -35,6 +37,7 @@ from mailhandler.store.models import (
     OrderState,
     Shipment,
     Shop,
+    TrackingEvent,
     utcnow,
 )
 from mailhandler.store.queue import claim, new_owner, release
@@ -58,6 +61,9 @@ class _Job:
     order: Order
     shipment: Shipment
     shop: Shop
+    opted_out: bool = False
+    # Where the parcel is, from the newest tracking event that names a place.
+    location: str | None = None
 
 
 class Notifier:
@@ -127,20 +133,34 @@ class Notifier:
             shop = session.get(Shop, notification.shop_id)
             if order is None or shipment is None or shop is None:
                 raise LookupError(f"notification {notification_id}: order data missing")
-            return _Job(notification, order, shipment, shop)
+            opted_out = is_opted_out(session, shop.id or 0, notification.recipient)
+            location = session.scalars(
+                select(col(TrackingEvent.location))
+                .where(
+                    col(TrackingEvent.shipment_id) == shipment.id,
+                    col(TrackingEvent.location).is_not(None),
+                )
+                .order_by(col(TrackingEvent.occurred_at).desc())
+                .limit(1)
+            ).first()
+            return _Job(notification, order, shipment, shop, opted_out, location)
 
     def _skip_reason(self, job: _Job) -> str | None:
         # The order may have been cancelled, or the queue may have held the
         # notification past the maximum age, since it was queued.
         if job.order.state == OrderState.CANCELLED:
             return "order cancelled"
+        if job.opted_out:
+            return OPTED_OUT
         if utcnow() - job.notification.event_at > self.max_event_age:
             return "event older than the maximum age"
         return None
 
     async def _deliver(self, job: _Job) -> str:
         notification = job.notification
+        assert notification.id is not None
         language = pick_language(job.order.language, job.shop.language)
+        unsubscribe = unsubscribe_headers(self.settings, notification.id)
         context = UpdateContext(
             shop_name=job.shop.name,
             brand_color=job.shop.brand_color,
@@ -150,6 +170,8 @@ class Notifier:
             carrier_name=carrier_name(job.shipment.carrier),
             tracking_number=job.shipment.tracking_number,
             tracking_url=job.shipment.tracking_url,
+            unsubscribe_url=unsubscribe_link(unsubscribe["List-Unsubscribe"]),
+            location=job.location,
         )
         rendered = render_update(notification.update, language, context)
         # The same notification always gets the same Message-ID, so that a
@@ -164,9 +186,10 @@ class Notifier:
             recipient_address=notification.recipient,
             recipient_name=job.order.customer_name,
             message_id=message_id,
+            list_unsubscribe=unsubscribe["List-Unsubscribe"],
+            list_unsubscribe_post=unsubscribe.get("List-Unsubscribe-Post"),
         )
         message = build_message(rendered, envelope)
-        assert notification.id is not None
         await asyncio.to_thread(self._mark_sending, notification.id, message_id)
         backend = self.backend_for(job.shop)
         await backend.send(message, f"{notification.id:08d}-{notification.update}")
@@ -273,3 +296,12 @@ class Notifier:
                 await wait_for_work(wake, stop, self.settings.poll_interval)
                 continue
             await self.send(notification_id)
+
+
+def unsubscribe_link(header: str) -> str:
+    """Return the link the email body shows: the https one, else the mailto:."""
+    links = [part.strip().strip("<>") for part in header.split(",")]
+    for link in links:
+        if link.startswith("https://"):
+            return link
+    return links[0]

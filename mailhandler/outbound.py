@@ -41,7 +41,10 @@ class Envelope:
     recipient_address: str
     recipient_name: str | None
     message_id: str
+    # Built by ``optout.unsubscribe_headers`` from the intake domain, the
+    # settings and a signed token only.
     list_unsubscribe: str | None = None
+    list_unsubscribe_post: str | None = None
 
 
 def _display_name(value: str | None) -> str:
@@ -65,7 +68,9 @@ def build_message(rendered: RenderedUpdate, envelope: Envelope) -> EmailMessage:
     message["Message-ID"] = envelope.message_id
     message["Auto-Submitted"] = "auto-generated"
     if envelope.list_unsubscribe:
-        message["List-Unsubscribe"] = envelope.list_unsubscribe
+        message["List-Unsubscribe"] = _display_name(envelope.list_unsubscribe)
+    if envelope.list_unsubscribe_post:
+        message["List-Unsubscribe-Post"] = _display_name(envelope.list_unsubscribe_post)
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
     # set_content() clears Content-* headers, so this one comes after it.

@@ -20,7 +20,8 @@ from sqlmodel import col
 
 from extractors import extract_message
 from extractors.model import Extraction, Kind
-from mailhandler.apply import apply_extraction
+from mailhandler.apply import apply_extraction, apply_status_only
+from mailhandler.carrier_mail import POLICY_CARRIER, check_carrier_sender
 from mailhandler.drift import check_drift
 from mailhandler.rules import RuleBook
 from mailhandler.runner import retry_delay, wait_for_work
@@ -31,6 +32,7 @@ from mailhandler.sandbox import (
     SandboxPool,
 )
 from mailhandler.sender import (
+    POLICY_DKIM,
     SenderCheck,
     TxtResolver,
     check_sender,
@@ -146,7 +148,14 @@ class Pipeline:
         rules = self.rulebook.get(shop.slug)
         with self.sandboxes.sandbox() as sandbox:
             content = sandbox.run(message.raw, rules)
-        check = check_sender(
+        # A carrier's own email counts for status only. Under the dkim policy
+        # it must carry a valid signature of that carrier too.
+        check = check_carrier_sender(
+            content.from_,
+            shop.sender_domains,
+            message.raw if shop.sender_policy == POLICY_DKIM else None,
+            self.resolver,
+        ) or check_sender(
             shop.sender_policy,
             message.raw,
             shop.sender_domains,
@@ -200,9 +209,10 @@ class Pipeline:
             if not claimed.rowcount:  # type: ignore[attr-defined]
                 raise LeaseLostError(str(message.id))
             if outcome.state == InboundState.PROCESSED:
-                result = apply_extraction(
-                    session, message, extraction, self.max_event_age
-                )
+                apply = apply_extraction
+                if check.policy == POLICY_CARRIER:
+                    apply = apply_status_only
+                result = apply(session, message, extraction, self.max_event_age)
                 if result.note:
                     log.info("%d %s", message.id, result.note)
                 check_drift(session, message.shop_id, extraction.kind)

@@ -112,6 +112,8 @@ class UpdateContext:
     tracking_number: str
     tracking_url: str | None
     unsubscribe_url: str | None = None
+    # Where the parcel is (a pickup point, say), as the carrier names it.
+    location: str | None = None
 
 
 def render_update(update: str, language: str, context: UpdateContext) -> RenderedUpdate:
@@ -124,6 +126,7 @@ def render_update(update: str, language: str, context: UpdateContext) -> Rendere
         "order": context.order_number or "",
         "carrier": context.carrier_name or words["carrier_unknown"],
         "name": context.customer_name or "",
+        "location": context.location or "",
     }
     greeting = (
         words["greeting"] if context.customer_name else words["greeting_anonymous"]
@@ -145,6 +148,7 @@ def render_update(update: str, language: str, context: UpdateContext) -> Rendere
         "tracking_number": context.tracking_number,
         "tracking_url": context.tracking_url,
         "unsubscribe_url": context.unsubscribe_url,
+        "location": context.location,
         "fields": fields,
         "greeting": greeting,
         "words": words,

@@ -115,7 +115,8 @@ class Sandbox:
         except (EOFError, OSError):
             code = None
             if self._process is not None:
-                # The pipe closes a moment before the process can be reaped.
+                # The pipe closes before the child is reaped; wait briefly so
+                # that the exit code is known.
                 self._process.join(timeout=5)
                 code = self._process.exitcode
             self.close()

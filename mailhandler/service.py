@@ -1,23 +1,29 @@
-"""``bcctrack serve``: the SMTP intake, pipeline workers and notifier."""
+"""``bcctrack serve``: the SMTP intake, pipeline workers, notifier and poller."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from datetime import timedelta
 from typing import Literal
 
 from sqlalchemy import Engine
 
+from mailhandler.carriers import CarrierRegistry
 from mailhandler.intake import start_intake
 from mailhandler.notifier import Notifier
 from mailhandler.outbound import make_backend
 from mailhandler.pipeline import Pipeline, run_workers
+from mailhandler.poller import Poller
 from mailhandler.settings import Settings
+from mailhandler.status_files import DropFolder
+from mailhandler.store.engine import is_postgresql
 
 log = logging.getLogger("bcctrack.service")
 
-Role = Literal["all", "intake", "worker"]
+Role = Literal["all", "intake", "worker", "poller"]
 
 
 async def serve(engine: Engine, settings: Settings, role: Role) -> None:
@@ -31,6 +37,7 @@ async def serve(engine: Engine, settings: Settings, role: Role) -> None:
     notifier_wake = asyncio.Event()
     server = None
     pipeline = None
+    registry = None
     tasks: list[asyncio.Task[None]] = []
 
     if role in ("all", "intake"):
@@ -64,6 +71,26 @@ async def serve(engine: Engine, settings: Settings, role: Role) -> None:
             where,
         )
 
+    if is_postgresql(engine) and not settings.unsubscribe_secret.get_secret_value():
+        # Each machine would generate its own key, and an opt-out link signed
+        # on one would be rejected by the intake of another.
+        log.warning(
+            "unsubscribe_secret is not set: processes on other machines that "
+            "share this database will not accept each other's opt-out links"
+        )
+    if role in ("all", "poller"):
+        registry = CarrierRegistry.from_settings(settings)
+        poller = Poller(engine, settings, registry, on_notification=notifier_wake.set)
+        tasks.append(asyncio.create_task(poller.run(stop)))
+        if settings.status_drop_dir is not None:
+            tasks.append(
+                asyncio.create_task(_watch_drop_folder(engine, settings, stop))
+            )
+        log.info(
+            "poller running; status files from %s",
+            settings.status_drop_dir or "no drop folder",
+        )
+
     await stop.wait()
     log.info("stopping")
     if server is not None:
@@ -72,7 +99,27 @@ async def serve(engine: Engine, settings: Settings, role: Role) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     if pipeline is not None:
         pipeline.close()
+    if registry is not None:
+        await registry.aclose()
     log.info("stopped")
+
+
+async def _watch_drop_folder(
+    engine: Engine, settings: Settings, stop: asyncio.Event
+) -> None:
+    assert settings.status_drop_dir is not None
+    folder = DropFolder(
+        engine,
+        settings.status_drop_dir,
+        timedelta(hours=settings.max_event_age_hours),
+    )
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(folder.scan)
+        except Exception:
+            log.exception("scanning the drop folder %s failed", folder.folder)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.status_drop_scan_seconds)
 
 
 def _wake_from_thread(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:

@@ -26,7 +26,7 @@ log = logging.getLogger("bcctrack.settings")
 ENV_PREFIX = "BCCTRACK_"
 CONFIG_ENV = "BCCTRACK_CONFIG"
 
-Role = Literal["all", "intake", "worker"]
+Role = Literal["all", "intake", "worker", "poller"]
 
 
 class SettingsError(Exception):
@@ -215,6 +215,13 @@ class Settings(BaseSettings):
             )
         return upper
 
+    @field_validator("unsubscribe_base_url")
+    @classmethod
+    def _check_unsubscribe_url(cls, value: str | None) -> str | None:
+        if value is None or value.startswith("https://"):
+            return value
+        raise ValueError(f"invalid unsubscribe_base_url {value!r}: use an https:// URL")
+
     @model_validator(mode="after")
     def _check_tls(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -317,6 +324,114 @@ class Settings(BaseSettings):
     seventeentrack_api_key: SecretStr = Field(
         default=SecretStr(""),
         description="17TRACK API key, sent as the 17token header.",
+    )
+
+    # --- Poller, status files and opt-out (mailhandler.poller) --------------
+    # The schedule below polls a new shipment soon, then less often the
+    # further it is from delivery, and never after delivered, returned or
+    # expired. Every interval is jittered by +-15 %.
+    poll_batch_size: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Shipments one poller claims per round.",
+    )
+    poll_first_delay_minutes: float = Field(
+        default=20.0,
+        ge=0,
+        description=(
+            "Minutes between a shipment's creation and its first poll; DHL "
+            "needs 10 to 30 minutes to know a new shipment."
+        ),
+    )
+    poll_pending_hours: float = Field(
+        default=6.0, gt=0, description="Hours between polls of a pending shipment."
+    )
+    poll_in_transit_hours: float = Field(
+        default=4.0, gt=0, description="Hours between polls of a shipment in transit."
+    )
+    poll_out_for_delivery_hours: float = Field(
+        default=1.0,
+        gt=0,
+        description="Hours between polls of a shipment out for delivery.",
+    )
+    poll_waiting_hours: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "Hours between polls of a shipment available for pickup or after "
+            "a failed delivery attempt."
+        ),
+    )
+    poll_exception_hours: float = Field(
+        default=6.0,
+        gt=0,
+        description="Hours between polls of a shipment with an exception.",
+    )
+    poll_retry_delay: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Seconds before a poll that failed is tried again; the wait "
+            "doubles with each failure, up to one hour."
+        ),
+    )
+    expire_after_days: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Days without news after which a shipment becomes expired and is "
+            "no longer polled."
+        ),
+    )
+    credential_pause_minutes: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Minutes a carrier credential rests after the carrier rejected "
+            "it; 'bcctrack shop credentials set' ends the pause of a shop's."
+        ),
+    )
+    dhl_daily_quota: int = Field(
+        default=250,
+        ge=0,
+        description=(
+            "DHL calls per API key and UTC day (DHL's starter level is 250); "
+            "0 means no limit."
+        ),
+    )
+    status_drop_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Folder the poller watches for carrier status files (CSV); "
+            "processed files move to processed/ or failed/ inside it. "
+            "Unset: no folder is watched."
+        ),
+    )
+    status_drop_scan_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds between two looks at the drop folder; a file is read "
+            "only after its size has not changed for one such interval."
+        ),
+    )
+    unsubscribe_base_url: str | None = Field(
+        default=None,
+        description=(
+            "https URL of a web endpoint that takes one-click opt-outs "
+            "(RFC 8058) and passes the token to optout.opt_out_by_token; "
+            "bcctrack does not serve it. Unset: the List-Unsubscribe header "
+            "has only a mailto: address at the intake domain."
+        ),
+    )
+    unsubscribe_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Key that signs opt-out links; empty: a random key is generated "
+            "into the data folder's unsubscribe.key on first use. Processes "
+            "that share a store must share the key."
+        ),
     )
 
 

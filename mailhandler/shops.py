@@ -15,11 +15,14 @@ from sqlmodel import Session, col
 
 from mailhandler.store import transaction
 from mailhandler.store.models import (
+    CarrierCredential,
     DriftAlarm,
     InboundMessage,
     Notification,
+    OptOut,
     Order,
     Shipment,
+    ShipmentPoll,
     Shop,
     TrackingEvent,
     utcnow,
@@ -253,10 +256,19 @@ def remove_shop(engine: Engine, slug: str, purge: bool = False) -> None:
             return
         shop_id = shop.id
         shipments = select(col(Shipment.id)).where(col(Shipment.shop_id) == shop_id)
-        session.execute(
-            delete(TrackingEvent).where(col(TrackingEvent.shipment_id).in_(shipments))
-        )
-        for model in (Notification, Shipment, Order, DriftAlarm, InboundMessage):
+        for by_shipment in (TrackingEvent, ShipmentPoll):
+            session.execute(
+                delete(by_shipment).where(col(by_shipment.shipment_id).in_(shipments))
+            )
+        for model in (
+            Notification,
+            Shipment,
+            Order,
+            DriftAlarm,
+            InboundMessage,
+            OptOut,
+            CarrierCredential,
+        ):
             session.execute(delete(model).where(col(model.shop_id) == shop_id))
         session.delete(shop)
 

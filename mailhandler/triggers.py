@@ -11,9 +11,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
+from mailhandler.optout import REASON as OPTED_OUT
+from mailhandler.optout import is_opted_out
+from mailhandler.polls import note_status_change
 from mailhandler.store.models import (
     Notification,
     NotificationState,
@@ -92,9 +96,13 @@ def record_status(
     """Store ``event`` on ``shipment``, move its status, and queue an update.
 
     Returns the notification created for the change, or None when the event
-    changed nothing or its update was already queued.
+    changed nothing or its update was already queued. An event stored
+    before (same source, time, status and raw code) is not stored again, so
+    a carrier's full history can be passed on every poll.
     """
     assert shipment.id is not None
+    if _is_known(session, shipment.id, event):
+        return None
     session.add(
         TrackingEvent(
             shipment_id=shipment.id,
@@ -113,6 +121,7 @@ def record_status(
     shipment.status = event.status
     shipment.status_changed_at = utcnow()
     session.add(shipment)
+    note_status_change(session, shipment.id, event.status, shipment.status_changed_at)
     log.info(
         "shipment %s: %s -> %s (%s)", shipment.id, current, event.status, event.source
     )
@@ -122,6 +131,20 @@ def record_status(
     return queue_update(
         session, shipment, order, update, event.occurred_at, max_event_age
     )
+
+
+def _is_known(session: Session, shipment_id: int, event: StatusEvent) -> bool:
+    query = select(col(TrackingEvent.id)).where(
+        col(TrackingEvent.shipment_id) == shipment_id,
+        col(TrackingEvent.source) == event.source,
+        col(TrackingEvent.occurred_at) == event.occurred_at,
+        col(TrackingEvent.status) == event.status,
+    )
+    if event.raw_code is None:
+        query = query.where(col(TrackingEvent.raw_code).is_(None))
+    else:
+        query = query.where(col(TrackingEvent.raw_code) == event.raw_code)
+    return session.scalars(query.limit(1)).first() is not None
 
 
 def queue_update(
@@ -147,6 +170,8 @@ def queue_update(
         state, reason = NotificationState.SUPPRESSED, "no customer address"
     elif utcnow() - event_at > max_event_age:
         state, reason = NotificationState.SUPPRESSED, "event older than the maximum age"
+    elif is_opted_out(session, order.shop_id, order.customer_email):
+        state, reason = NotificationState.SUPPRESSED, OPTED_OUT
     values = {
         "shop_id": order.shop_id,
         "order_id": order.id,

@@ -219,3 +219,59 @@ def wait_until(
         if time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def guard_loopback(monkeypatch: Any) -> None:
+    """Make any httpx request to a host other than loopback fail the test."""
+    import httpx
+
+    original = httpx.AsyncHTTPTransport.handle_async_request
+
+    async def guarded(
+        self: httpx.AsyncHTTPTransport, request: httpx.Request
+    ) -> httpx.Response:
+        if request.url.host not in LOOPBACK_HOSTS:
+            raise AssertionError(f"test request to non-loopback {request.url.host}")
+        return await original(self, request)
+
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", guarded)
+
+
+def add_shipment(
+    engine: Engine,
+    shop_id: int,
+    tracking_number: str,
+    carrier: str | None,
+    customer_email: str | None = "customer@example.com",
+    language: str | None = None,
+    order_number: str | None = "A-1001",
+) -> int:
+    """Store an order with one pending shipment, as extraction would; return it."""
+    from mailhandler.store import transaction
+    from mailhandler.store.models import Order, Shipment
+
+    with transaction(engine) as session:
+        order = Order(
+            shop_id=shop_id,
+            order_number=order_number,
+            customer_email=customer_email,
+            customer_name="Chris Customer",
+            language=language,
+        )
+        session.add(order)
+        session.flush()
+        assert order.id is not None
+        shipment = Shipment(
+            shop_id=shop_id,
+            order_id=order.id,
+            tracking_number=tracking_number,
+            carrier=carrier,
+            tracking_url=f"https://track.example/{tracking_number}",
+        )
+        session.add(shipment)
+        session.flush()
+        assert shipment.id is not None
+        return shipment.id

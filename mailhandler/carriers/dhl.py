@@ -161,7 +161,7 @@ class DhlAdapter(HttpAdapter):
     carriers = frozenset(SERVICE_FOR_CARRIER)
     max_batch = 1
     min_interval = 1.0
-    # TODO(have the poller enforce DHL's daily quota of 250 calls per key)
+    # The poller keeps the daily quota per key (setting dhl_daily_quota).
 
     def has_credentials(self, credentials: Credentials | None = None) -> bool:
         return bool((credentials or self.credentials).api_key)

@@ -7,16 +7,21 @@ from pathlib import Path
 import click
 
 from mailhandler.cli.common import CliState
+from mailhandler.cli.credentials import credentials
 from mailhandler.cli.evaluate import eval_command
 from mailhandler.cli.extract import extract_command
+from mailhandler.cli.import_events import import_events
 from mailhandler.cli.messages import messages
+from mailhandler.cli.optout import optout
 from mailhandler.cli.orders import orders
+from mailhandler.cli.preview import preview
 from mailhandler.cli.reprocess import reprocess
 from mailhandler.cli.rules import rules
 from mailhandler.cli.serve import serve
 from mailhandler.cli.settings import settings_command
 from mailhandler.cli.shop import shop
 from mailhandler.cli.status import status
+from mailhandler.cli.track import track
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,5 +49,10 @@ for command in (
     settings_command,
     extract_command,
     eval_command,
+    track,
+    preview,
+    optout,
+    import_events,
 ):
     main.add_command(command)
+shop.add_command(credentials)

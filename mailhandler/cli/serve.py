@@ -23,10 +23,13 @@ from mailhandler.service import serve as run_service
 @click.option("--db-url", default=None, help="SQLAlchemy URL of the store.")
 @click.option(
     "--role",
-    type=click.Choice(["all", "intake", "worker"]),
+    type=click.Choice(["all", "intake", "worker", "poller"]),
     default="all",
     show_default=True,
-    help="intake: SMTP only; worker: pipeline and notifier only; all: both.",
+    help=(
+        "intake: SMTP only; worker: pipeline and notifier; poller: carrier "
+        "polling and the status drop folder; all: every part."
+    ),
 )
 @pass_state
 def serve(
@@ -37,7 +40,7 @@ def serve(
     db_url: str | None,
     role: str,
 ) -> None:
-    """Receive BCC copies over SMTP, process them and send customer updates."""
+    """Receive BCC copies, follow the parcels and send customer updates."""
     settings, engine = state.open(
         intake_host=intake_host,
         intake_port=intake_port,

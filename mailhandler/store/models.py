@@ -1,18 +1,26 @@
 """Tables of the store.
 
-Queues are tables: ``inbound_message`` (the pipeline's queue) and
-``notification`` (the notifier's queue) carry a lease (``lease_owner`` and
-``lease_expires_at``) so that several processes can share one database.
-All times are UTC.
+Queues are tables: ``inbound_message`` (the pipeline's queue),
+``notification`` (the notifier's queue) and ``shipment_poll`` (the poller's
+queue) carry a lease (``lease_owner`` and ``lease_expires_at``) so that
+several processes can share one database. All times are UTC.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    LargeBinary,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -231,6 +239,10 @@ class Shipment(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
+    # The carrier's expected delivery date, from the latest poll.
+    estimated_delivery: date | None = Field(
+        default=None, sa_column=Column(Date(), nullable=True)
+    )
 
 
 class TrackingEvent(SQLModel, table=True):
@@ -316,4 +328,134 @@ class DriftAlarm(SQLModel, table=True):
     )
     resolved_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+
+
+class PollState(StrEnum):
+    """Whether the poller still asks the carrier about a shipment."""
+
+    ACTIVE = "active"
+    STOPPED = "stopped"
+
+
+class ShipmentPoll(SQLModel, table=True):
+    """The poller's schedule for one shipment, claimed with a lease.
+
+    The poller adds a row for each shipment it has not seen yet. ``attempts``
+    counts the claims since the last successful poll, so that errors back
+    off. ``last_news_at`` is the last time the shipment's status or events
+    changed; a shipment without news for too long becomes ``expired``.
+    """
+
+    __tablename__ = "shipment_poll"
+    __table_args__ = (Index("ix_shipment_poll_queue", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shipment_id: int = Field(foreign_key="shipment.id", unique=True)
+    state: str = Field(default=PollState.ACTIVE, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    polls: int = 0
+    last_polled_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    last_news_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    # The adapter that answered the last poll, and the last error.
+    adapter: str | None = Field(default=None, max_length=32)
+    last_error: str | None = None
+
+
+class CarrierAccount(SQLModel, table=True):
+    """Shared call budget of one credential at one carrier API.
+
+    Every poller reserves its calls here, so that several processes together
+    keep the carrier's minimum interval, daily quota and ``Retry-After``.
+    ``credential`` is the credential's label (``default`` or a shop's slug).
+    """
+
+    __tablename__ = "carrier_account"
+    __table_args__ = (
+        UniqueConstraint("adapter", "credential", name="uq_carrier_account"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    adapter: str = Field(max_length=32)
+    credential: str = Field(max_length=100)
+    next_call_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    paused_until: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    pause_reason: str | None = None
+    # Consecutive failed calls; the wait after an error doubles with each.
+    errors: int = 0
+    # The UTC day the quota count belongs to, as YYYY-MM-DD.
+    quota_day: str | None = Field(default=None, max_length=10)
+    quota_used: int = 0
+
+
+class CarrierCredential(SQLModel, table=True):
+    """A shop's own credentials for one carrier adapter.
+
+    Some carriers show a shop only its own parcels, so their API needs the
+    shop's credentials. ``adapter`` is the adapter name (``dhl``, ``ups``).
+    """
+
+    __tablename__ = "carrier_credential"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "adapter", name="uq_carrier_credential"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shop.id", index=True)
+    adapter: str = Field(max_length=32)
+    # TODO(encrypt stored carrier secrets with a key outside the database)
+    api_key: str = Field(default="", max_length=1000)
+    client_id: str = Field(default="", max_length=500)
+    client_secret: str = Field(default="", max_length=1000)
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class OptOut(SQLModel, table=True):
+    """An address that gets no more customer updates from one shop."""
+
+    __tablename__ = "opt_out"
+    __table_args__ = (UniqueConstraint("shop_id", "address", name="uq_opt_out"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shop.id", index=True)
+    # Lower case, so that one mailbox is one row.
+    address: str = Field(max_length=320)
+    # "mailto", "url" (the one-click link) or "admin".
+    source: str = Field(max_length=16)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class StatusFile(SQLModel, table=True):
+    """A carrier status file that was imported, once per content."""
+
+    __tablename__ = "status_file"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sha256: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=500)
+    rows: int = 0
+    applied: int = 0
+    unmatched: int = 0
+    errors: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    imported_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -1,7 +1,7 @@
 """shop management, sender checks, drift alarms
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-04 16:30:53.173673
 """
 
@@ -15,7 +15,7 @@ import mailhandler.store.models
 
 
 revision: str = '0003'
-down_revision: str | None = '0001'
+down_revision: str | None = '0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,60 @@
+"""Every update type renders in every language, with the shop's branding."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailhandler.render import UpdateContext, available_languages, render_update
+from mailhandler.store.models import UpdateType
+
+LANGUAGES = ["en", "de", "fr", "nl", "es", "it"]
+
+
+def _context(location: str | None = "Packstation 7, Bonn") -> UpdateContext:
+    return UpdateContext(
+        shop_name="Acme <Outdoor>",
+        brand_color="#0a7f3f",
+        logo_url="https://acme.example/logo.png",
+        order_number="10045",
+        customer_name="Chris",
+        carrier_name="DHL Paket",
+        tracking_number="00340434161094042557",
+        tracking_url="https://track.example/00340434161094042557",
+        unsubscribe_url="mailto:optout.1.abcdefghijklmnop@bcc.test",
+        location=location,
+    )
+
+
+def test_six_languages_available() -> None:
+    assert set(LANGUAGES) <= set(available_languages())
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("update", [u.value for u in UpdateType])
+def test_update_renders(update: str, language: str) -> None:
+    rendered = render_update(update, language, _context())
+    assert "10045" in rendered.subject
+    assert "Acme <Outdoor>" in rendered.subject
+    assert "Acme &lt;Outdoor&gt;" in rendered.html
+    assert "Acme <Outdoor>" in rendered.text
+    assert "#0a7f3f" in rendered.html
+    assert 'src="https://acme.example/logo.png"' in rendered.html
+    assert "00340434161094042557" in rendered.text
+    assert "mailto:optout.1.abcdefghijklmnop@bcc.test" in rendered.text
+    assert f'lang="{language}"' in rendered.html
+    assert "{" not in rendered.text
+
+
+def test_subjects_differ_per_update() -> None:
+    for language in LANGUAGES:
+        subjects = {
+            render_update(u.value, language, _context()).subject for u in UpdateType
+        }
+        assert len(subjects) == len(UpdateType)
+
+
+def test_pickup_location_shown_only_when_known() -> None:
+    with_place = render_update("available_for_pickup", "nl", _context())
+    without = render_update("available_for_pickup", "nl", _context(location=None))
+    assert "Afhaalpunt: Packstation 7, Bonn" in with_place.text
+    assert "Afhaalpunt" not in without.text
