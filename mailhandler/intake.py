@@ -47,6 +47,9 @@ REPLY_TOO_MANY_FROM_CLIENT = (
 )
 
 _MAX_LOGGED_ADDRESS = 120
+# Longest SMTP command line read in full: an ESMTP MAIL or RCPT line with its
+# parameters and a UTF-8 address stays well below it.
+COMMAND_LINE_LIMIT = 4096
 
 
 def _printable(value: str) -> str:
@@ -250,8 +253,10 @@ class SessionLimiter:
 class IntakeSMTP(SMTP):
     """aiosmtpd's SMTP with bcctrack's limits.
 
-    The line limit is the message size limit, because real shop emails contain
-    lines far longer than RFC 5321's 1000 bytes. CRLF stays the only line
+    During DATA the line limit is the message size limit, because real shop
+    emails contain lines far longer than RFC 5321's 1000 bytes. Command lines
+    keep a limit of a few kilobytes, so that a client cannot make the server
+    buffer megabytes before a command is read. CRLF stays the only line
     ending that aiosmtpd's DATA reader accepts, so a bare LF or CR cannot end
     the data early. During DATA, the idle timer restarts whenever bytes
     arrive, so a large message on a slow link is cut only when it stalls.
@@ -267,8 +272,10 @@ class IntakeSMTP(SMTP):
         **kwargs: Any,
     ):
         # aiosmtpd sizes its stream reader from line_length_limit inside
-        # __init__, so the instance value has to be set first.
-        self.line_length_limit = data_size_limit + 2
+        # __init__, so the command limit has to be set first. DATA raises the
+        # reader's limit for its own duration (smtp_DATA below).
+        self.line_length_limit = COMMAND_LINE_LIMIT
+        self._data_line_limit = data_size_limit + 2
         self._limiter = limiter
         self._data_timeout = data_timeout
         self._in_data = False
@@ -280,6 +287,7 @@ class IntakeSMTP(SMTP):
             decode_data=False,
             **kwargs,
         )
+        self.line_length_limit = self._data_line_limit
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._client is None and not self._starttls_done():
@@ -315,9 +323,14 @@ class IntakeSMTP(SMTP):
             await self.push(REPLY_TOO_MANY_TRANSFERS)
             return
         self._in_data = True
+        # asyncio.StreamReader has no public way to change its limit; the
+        # attribute is read on every readuntil() call (CPython 3.11 to 3.13).
+        reader: Any = self._reader
+        reader._limit = self._data_line_limit
         try:
             await super().smtp_DATA(arg)
         finally:
+            reader._limit = COMMAND_LINE_LIMIT
             self._in_data = False
             if ready:
                 self._limiter.end_transfer()

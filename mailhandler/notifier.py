@@ -26,7 +26,12 @@ from mailhandler.outbound import (
     build_message,
     make_backend,
 )
-from mailhandler.render import UpdateContext, pick_language, render_update
+from mailhandler.render import (
+    TemplateError,
+    UpdateContext,
+    pick_language,
+    render_update,
+)
 from mailhandler.runner import retry_delay, wait_for_work
 from mailhandler.settings import Settings
 from mailhandler.store import transaction
@@ -248,7 +253,7 @@ class Notifier:
         if isinstance(error, OutboundError):
             cleared["sending_at"] = None
         attempts = await asyncio.to_thread(self._attempts, notification_id)
-        if attempts >= self.settings.notify_max_attempts:
+        if _permanent(error) or attempts >= self.settings.notify_max_attempts:
             log.error(
                 "notification %s failed after %d attempts: %s",
                 notification_id,
@@ -305,3 +310,12 @@ def unsubscribe_link(header: str) -> str:
         if link.startswith("https://"):
             return link
     return links[0]
+
+
+def _permanent(error: Exception) -> bool:
+    """Tell whether sending again would fail the same way."""
+    if isinstance(error, OutboundError):
+        return error.permanent
+    # A template or address that cannot be rendered stays that way until an
+    # admin changes it; retrying only delays the failure.
+    return isinstance(error, TemplateError | ValueError)

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import SMTPUTF8, default
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Protocol
@@ -29,7 +30,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 class OutboundError(Exception):
-    """The backend could not take the message; sending may be retried."""
+    """The backend did not take the message.
+
+    ``permanent`` is True when trying again cannot help (the relay rejected
+    the recipient or cannot carry the message), so the update fails at once.
+    """
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -55,12 +64,27 @@ def _display_name(value: str | None) -> str:
 def _address(addr_spec: str, name: str | None) -> Address:
     if _CONTROL.search(addr_spec):
         raise ValueError(f"invalid address {addr_spec!r}: contains control characters")
-    return Address(display_name=_display_name(name), addr_spec=addr_spec)
+    username, at, domain = addr_spec.rpartition("@")
+    if not at or not username or not domain:
+        raise ValueError(f"invalid address {addr_spec!r}: expected local-part@domain")
+    # Given as parts, a UTF-8 local part is kept as it is; Address parses an
+    # addr_spec as ASCII only.
+    return Address(display_name=_display_name(name), username=username, domain=domain)
+
+
+def _needs_smtputf8(*addresses: str) -> bool:
+    return any(not address.isascii() for address in addresses)
 
 
 def build_message(rendered: RenderedUpdate, envelope: Envelope) -> EmailMessage:
-    """Build the MIME message of one rendered update."""
-    message = EmailMessage()
+    """Build the MIME message of one rendered update.
+
+    A non-ASCII address (an internationalized mailbox) makes the message use
+    the SMTPUTF8 policy, so the address is written as UTF-8; the relay must
+    then offer SMTPUTF8.
+    """
+    utf8 = _needs_smtputf8(envelope.sender_address, envelope.recipient_address)
+    message = EmailMessage(policy=SMTPUTF8 if utf8 else default)
     message["From"] = _address(envelope.sender_address, envelope.sender_name)
     message["To"] = _address(envelope.recipient_address, envelope.recipient_name)
     message["Subject"] = _display_name(rendered.subject)
@@ -139,6 +163,22 @@ class SmtpBackend:
                 port=self.port,
                 timeout=self.timeout,
             )
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            codes = [refusal.code for refusal in error.recipients]
+            raise OutboundError(
+                f"relay {self.host}:{self.port} refused the recipient: {error}",
+                permanent=all(code >= 500 for code in codes),
+            ) from error
+        except aiosmtplib.SMTPNotSupported as error:
+            raise OutboundError(
+                f"relay {self.host}:{self.port} cannot carry this message: {error}",
+                permanent=True,
+            ) from error
+        except aiosmtplib.SMTPResponseException as error:
+            raise OutboundError(
+                f"relay {self.host}:{self.port} did not take the message: {error}",
+                permanent=error.code >= 500,
+            ) from error
         except (aiosmtplib.SMTPException, OSError) as error:
             raise OutboundError(
                 f"relay {self.host}:{self.port} did not take the message: {error}"

@@ -229,7 +229,8 @@ class Pipeline:
         with transaction(self.engine) as session:
             message = session.get(InboundMessage, message_id)
             attempts = message.attempts if message is not None else 0
-        if attempts >= self.settings.max_attempts:
+        permanent = isinstance(error, ProcessingError) and error.permanent
+        if permanent or attempts >= self.settings.max_attempts:
             state = InboundState.FAILED
             next_attempt = utcnow()
             log.error(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from extractors.message import Address, parse_message
+from extractors.message import Address, MessageParseError, parse_message
 from extractors.model import Extraction
 from extractors.rules import ShopRules
 from mailhandler.logs import quiet_parser_logs
@@ -39,7 +39,15 @@ _START_TIMEOUT = 60.0
 
 
 class ProcessingError(Exception):
-    """Parsing or extraction failed in the child process."""
+    """Parsing or extraction failed in the child process.
+
+    ``permanent`` is True when the same bytes would fail the same way again
+    (the message cannot be parsed at all), so retrying is pointless.
+    """
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class ProcessingTimeoutError(ProcessingError):
@@ -83,6 +91,9 @@ def _process(
 ) -> tuple[str, object]:
     try:
         message = parse_message(raw)
+    except MessageParseError as error:
+        return ("permanent", str(error))
+    try:
         extraction = extract(message) if rules is None else extract(message, rules)
     except Exception as error:  # reported to the parent, which decides
         return ("error", f"{type(error).__name__}: {error}")
@@ -123,8 +134,8 @@ class Sandbox:
             raise ProcessingCrashedError(
                 f"the processing child process died (exit code {code})"
             ) from None
-        if status == "error":
-            raise ProcessingError(value)
+        if status in ("error", "permanent"):
+            raise ProcessingError(value, permanent=status == "permanent")
         assert isinstance(value, ProcessedContent)
         return value
 

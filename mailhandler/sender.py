@@ -63,19 +63,25 @@ def check_sender_domain(
     A subdomain of a listed domain counts, because shops send through mail
     services whose bounce domain is a subdomain of the From: domain.
     """
-    candidates = [(f"From: {a.domain}", a.domain) for a in from_ if a.domain]
+    from_domains = [address.domain for address in from_ if address.domain]
+    # Every From: address must be the shop's: a second, foreign author in the
+    # same header would otherwise ride on the shop's name.
+    if from_domains and all(domain_matches(d, sender_domains) for d in from_domains):
+        shown = ", ".join(sorted(set(from_domains)))
+        return SenderCheck(POLICY_DOMAIN, True, f"From: {shown} is a sender domain")
     envelope_domain = _domain_of(mail_from) if mail_from else ""
+    if envelope_domain and domain_matches(envelope_domain, sender_domains):
+        return SenderCheck(
+            POLICY_DOMAIN, True, f"envelope sender {envelope_domain} is a sender domain"
+        )
+    seen = [f"From: {domain}" for domain in from_domains]
     if envelope_domain:
-        candidates.append((f"envelope sender {envelope_domain}", envelope_domain))
-    for label, domain in candidates:
-        if domain_matches(domain, sender_domains):
-            return SenderCheck(POLICY_DOMAIN, True, f"{label} is a sender domain")
-    seen = ", ".join(label for label, _ in candidates) or "no sender address"
+        seen.append(f"envelope sender {envelope_domain}")
     return SenderCheck(
         POLICY_DOMAIN,
         False,
-        f"{seen}: not one of the shop's sender domains "
-        f"({', '.join(sender_domains) or 'none'})",
+        f"{', '.join(seen) or 'no sender address'}: not one of the shop's sender "
+        f"domains ({', '.join(sender_domains) or 'none'})",
     )
 
 

@@ -435,6 +435,26 @@ class Settings(BaseSettings):
     )
 
 
+# Variables with the prefix that are not settings themselves.
+_OTHER_VARIABLES = {CONFIG_ENV, "BCCTRACK_CORPUS", "BCCTRACK_TEST_POSTGRES_URL"}
+
+
+def unknown_variables() -> list[str]:
+    """Return BCCTRACK_* environment variables that name no setting.
+
+    pydantic-settings ignores them, so a misspelt variable would otherwise
+    change nothing without a word.
+    """
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    return sorted(
+        key
+        for key in os.environ
+        if key.upper().startswith(ENV_PREFIX)
+        and key.upper() not in known
+        and key.upper() not in _OTHER_VARIABLES
+    )
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from file, environment and command-line overrides.
 

@@ -28,7 +28,10 @@ from mailhandler.store.models import (
     utcnow,
 )
 
-SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+# A slug of at most 47 characters keeps "<slug>-<16-character token>" within
+# the 64 octets SMTP allows for a local part.
+SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,45}[a-z0-9])?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 DOMAIN_PATTERN = re.compile(
     r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$"
 )
@@ -95,6 +98,15 @@ def normalize_domain(domain: str) -> str:
     return value
 
 
+def _check_name(name: str) -> None:
+    if not name.strip():
+        raise ShopError("invalid name: the shop name is empty")
+    if _CONTROL.search(name):
+        raise ShopError(
+            f"invalid name {name!r}: line breaks and control characters are not allowed"
+        )
+
+
 def _check_language(language: str) -> str:
     value = language.strip().lower()
     if not LANGUAGE_PATTERN.match(value):
@@ -144,11 +156,10 @@ def add_shop(
     """Store a new shop with a fresh token and return it."""
     if not SLUG_PATTERN.match(slug):
         raise ShopError(
-            f"invalid slug {slug!r}: use 1 to 64 lower-case letters, digits and "
+            f"invalid slug {slug!r}: use 1 to 47 lower-case letters, digits and "
             "inner hyphens"
         )
-    if not name.strip():
-        raise ShopError("invalid name: the shop name is empty")
+    _check_name(name)
     if not sender_domains:
         raise ShopError("missing sender domain: give at least one --sender-domain")
     shop = Shop(
@@ -193,8 +204,7 @@ def update_shop(engine: Engine, slug: str, changes: ShopChanges) -> Shop:
     with transaction(engine) as session:
         shop = _load(session, slug)
         if changes.name is not None:
-            if not changes.name.strip():
-                raise ShopError("invalid name: the shop name is empty")
+            _check_name(changes.name)
             shop.name = changes.name.strip()
         domains = set(shop.sender_domains)
         domains |= {normalize_domain(d) for d in changes.add_domains}

@@ -84,11 +84,13 @@ class SinkHandler:
 
 
 @contextmanager
-def smtp_sink() -> Iterator[tuple[SinkHandler, int]]:
+def smtp_sink(smtputf8: bool = False) -> Iterator[tuple[SinkHandler, int]]:
     """Run a real aiosmtpd server on loopback that keeps every message."""
     handler = SinkHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8
+    )
     controller.start()
     try:
         yield handler, port

@@ -225,3 +225,35 @@ def test_relay_rejection_clears_sending_mark(engine: Engine, tmp_path: Path) -> 
     notification = _notification(engine)
     assert notification.state == NotificationState.PENDING
     assert notification.sending_at is None
+
+
+def _readdress(engine: Engine, address: str) -> None:
+    with Session(engine) as session, session.begin():
+        session.execute(update(Notification).values(recipient=address))
+
+
+def test_internationalized_address_through_utf8_relay(
+    engine: Engine, tmp_path: Path
+) -> None:
+    settings = _queue_shipped(engine, tmp_path)
+    _readdress(engine, "zoë@exämple.com")
+    with smtp_sink(smtputf8=True) as (sink, port):
+        notifier = Notifier(engine, settings, SmtpBackend("127.0.0.1", port))
+        assert _send_all(notifier) == [NotificationState.SENT]
+        received = sink.wait_for(1)
+    # aiosmtpd hands over the envelope address with undecoded bytes escaped.
+    recipient = received[0].rcpt_tos[0].encode("utf-8", "surrogateescape")
+    assert recipient.decode("utf-8") == "zoë@exämple.com"
+    assert b"To: Chris Customer <zo\xc3\xab@ex\xc3\xa4mple.com>" in received[0].raw
+
+
+def test_relay_without_smtputf8_fails_at_once(engine: Engine, tmp_path: Path) -> None:
+    settings = _queue_shipped(engine, tmp_path)
+    _readdress(engine, "zoë@exämple.com")
+    with smtp_sink() as (_, port):
+        notifier = Notifier(engine, settings, SmtpBackend("127.0.0.1", port))
+        assert _send_all(notifier) == [NotificationState.FAILED]
+    notification = _notification(engine)
+    assert notification.attempts == 1
+    assert notification.reason is not None
+    assert "cannot carry this message" in notification.reason

@@ -438,3 +438,12 @@ class FixedExtractor(ScriptedExtractor):
     def __call__(self, message: ParsedMessage) -> Extraction:
         message.subject = message.subject.replace("poison", "")
         return super().__call__(message)
+
+
+def test_second_foreign_author_not_verified() -> None:
+    from extractors.message import Address
+    from mailhandler.sender import check_sender_domain
+
+    authors = [Address("x@evil.test"), Address("orders@shop.example")]
+    assert not check_sender_domain(["shop.example"], authors, "b@evil.test").verified
+    assert check_sender_domain(["shop.example"], authors[1:], "").verified

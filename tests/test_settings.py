@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from mailhandler.settings import Settings, SettingsError, load_settings
+from mailhandler.cli.settings import settings_markdown
+from mailhandler.settings import (
+    Settings,
+    SettingsError,
+    load_settings,
+    unknown_variables,
+)
 
 
 def test_defaults_work_on_a_laptop(
@@ -83,3 +89,19 @@ def test_missing_config_file_rejected(
 def test_every_setting_is_documented() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description, f"setting {name} has no description"
+
+
+def test_misspelt_variable_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BCCTRACK_INTAKE_PROT", "2600")
+    monkeypatch.setenv("BCCTRACK_INTAKE_PORT", "2601")
+    assert unknown_variables() == ["BCCTRACK_INTAKE_PROT"]
+
+
+def test_settings_reference_is_current() -> None:
+    reference = (
+        Path(__file__).resolve().parents[1] / "docs" / "settings.md"
+    ).read_text()
+    assert settings_markdown() in reference, (
+        "docs/settings.md is out of date: regenerate its table with "
+        "'bcctrack settings --markdown'"
+    )

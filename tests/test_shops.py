@@ -61,6 +61,7 @@ def test_duplicate_slug_rejected(engine: Engine) -> None:
     ("slug", "domains", "language", "message"),
     [
         ("Acme", ["acme.example"], "en", "invalid slug"),
+        ("a" * 48, ["acme.example"], "en", "invalid slug"),
         ("acme-", ["acme.example"], "en", "invalid slug"),
         ("acme", [], "en", "missing sender domain"),
         ("acme", ["not a domain"], "en", "invalid sender domain"),
@@ -80,3 +81,14 @@ def test_tokens_differ_between_shops(engine: Engine) -> None:
     second = add_shop(engine, "two", "Two", ["two.example"])
     assert first.token != second.token
     assert len(first.token) == 16
+
+
+def test_name_with_line_break_rejected(engine: Engine) -> None:
+    with pytest.raises(ShopError, match="line breaks"):
+        add_shop(engine, "acme", "Acme\r\nBcc: x@example.com", ["acme.example"])
+
+
+def test_longest_slug_fits_smtp_local_part(engine: Engine) -> None:
+    shop = add_shop(engine, "a" * 47, "Long", ["long.example"])
+    local_part = bcc_address(shop, "bcc.example").split("@")[0]
+    assert len(local_part) == 64

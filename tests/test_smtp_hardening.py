@@ -418,3 +418,23 @@ def test_transfer_limit_answers_451(
         second.close()
     assert len(_stored(sqlite_engine)) == 2
     assert "rejected DATA: 4.3.2 Too many messages in transfer" in caplog.text
+
+
+def test_long_command_line_bounded(
+    sqlite_engine: Engine, tmp_path: Path, address: str
+) -> None:
+    with running_intake(sqlite_engine, _settings(tmp_path)) as port:
+        client = LineClient(port)
+        client.command(b"EHLO client.example")
+        # 2 MB without a line end: the server must answer long before it
+        # could have buffered the whole line.
+        client.send(b"MAIL FROM:<" + b"a" * 2_000_000)
+        client.send(b">\r\n")
+        assert client.reply().startswith(b"500")
+        assert client.command(b"MAIL FROM:<orders@shop.example>").startswith(b"250")
+        assert client.command(b"RCPT TO:<" + address.encode() + b">").startswith(b"250")
+        assert client.command(b"DATA").startswith(b"354")
+        client.send(HEADER + b"y" * 100_000 + b"\r\n.\r\n")
+        assert client.reply().startswith(b"250")
+        client.close()
+    assert len(_stored(sqlite_engine)) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,8 +13,15 @@ import click
 from sqlalchemy import Engine
 
 from mailhandler.logs import configure_logging
-from mailhandler.settings import Settings, SettingsError, load_settings
+from mailhandler.settings import (
+    Settings,
+    SettingsError,
+    load_settings,
+    unknown_variables,
+)
 from mailhandler.store import StoreError, open_store
+
+log = logging.getLogger("bcctrack.settings")
 
 
 @dataclass
@@ -31,6 +39,11 @@ class CliState:
         except SettingsError as error:
             raise click.ClickException(f"invalid settings: {error}") from error
         configure_logging(self.settings.log_level)
+        for variable in unknown_variables():
+            log.warning(
+                "unknown setting %s ignored: 'bcctrack settings' lists the names",
+                variable,
+            )
         return self.settings
 
     def open(self, **overrides: Any) -> tuple[Settings, Engine]:

@@ -6,6 +6,7 @@ import click
 
 from mailhandler.cli.common import CliState, pass_state, print_json_line
 from mailhandler.reports import message_reports
+from mailhandler.shops import ShopError, get_shop
 from mailhandler.store.models import InboundState
 
 
@@ -32,6 +33,11 @@ def messages(
 ) -> None:
     """List inbound messages with their state and reason, newest first."""
     _, engine = state.open()
+    if shop_slug is not None:
+        try:
+            get_shop(engine, shop_slug)
+        except ShopError as error:
+            raise click.ClickException(str(error)) from error
     for report in message_reports(engine, state_filter, shop_slug, limit):
         if as_json:
             print_json_line(report)

@@ -6,6 +6,7 @@ import click
 
 from mailhandler.cli.common import CliState, pass_state, print_json_line
 from mailhandler.reports import order_reports
+from mailhandler.shops import ShopError, get_shop
 
 
 @click.command()
@@ -15,6 +16,11 @@ from mailhandler.reports import order_reports
 def orders(state: CliState, shop_slug: str | None, as_json: bool) -> None:
     """List orders with their shipments and customer updates."""
     _, engine = state.open()
+    if shop_slug is not None:
+        try:
+            get_shop(engine, shop_slug)
+        except ShopError as error:
+            raise click.ClickException(str(error)) from error
     for report in order_reports(engine, shop_slug):
         if as_json:
             print_json_line(report)

@@ -58,6 +58,8 @@ def reprocess(
         )
     if queue_only or not queued:
         click.echo(f"{len(queued)} messages queued")
+        if missing:
+            raise SystemExit(1)
         return
 
     pipeline = Pipeline(engine, settings.model_copy(update={"workers": 1}))
