@@ -195,9 +195,14 @@ class Notifier:
             list_unsubscribe_post=unsubscribe.get("List-Unsubscribe-Post"),
         )
         message = build_message(rendered, envelope)
-        await asyncio.to_thread(self._mark_sending, notification.id, message_id)
         backend = self.backend_for(job.shop)
-        await backend.send(message, f"{notification.id:08d}-{notification.update}")
+        notification_id = notification.id
+
+        async def mark_sending() -> None:
+            await asyncio.to_thread(self._mark_sending, notification_id, message_id)
+
+        name = f"{notification_id:08d}-{notification.update}"
+        await backend.send(message, name, mark_sending)
         log.info(
             "notification %s: %s sent for shipment %s in %s",
             notification.id,

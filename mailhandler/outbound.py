@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -20,6 +21,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiosmtplib
+from aiosmtplib.email import flatten_message
 
 from mailhandler.render import RenderedUpdate
 from mailhandler.store.models import utcnow
@@ -102,14 +104,24 @@ def build_message(rendered: RenderedUpdate, envelope: Envelope) -> EmailMessage:
     return message
 
 
+Handover = Callable[[], Awaitable[None]]
+
+
 class Backend(Protocol):
     """A destination for outgoing messages: a folder or a relay."""
 
     # True when sending the same name twice delivers it once.
     idempotent: bool
 
-    async def send(self, message: EmailMessage, name: str) -> None:
-        """Deliver ``message``; ``name`` identifies it (a notification id)."""
+    async def send(
+        self, message: EmailMessage, name: str, before_handover: Handover
+    ) -> None:
+        """Deliver ``message``; ``name`` identifies it (a notification id).
+
+        ``before_handover`` is awaited right before the step after which the
+        message may have been delivered, so that a crash before it leaves
+        nothing ambiguous.
+        """
 
 
 class FileBackend:
@@ -125,7 +137,10 @@ class FileBackend:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    async def send(self, message: EmailMessage, name: str) -> None:
+    async def send(
+        self, message: EmailMessage, name: str, before_handover: Handover
+    ) -> None:
+        await before_handover()
         await asyncio.to_thread(self._write, message.as_bytes(), name)
 
     def _write(self, data: bytes, name: str) -> None:
@@ -155,19 +170,48 @@ class SmtpBackend:
         self.port = port
         self.timeout = timeout
 
-    async def send(self, message: EmailMessage, name: str) -> None:
+    @staticmethod
+    async def _transfer(
+        client: aiosmtplib.SMTP, message: EmailMessage, before_handover: Handover
+    ) -> None:
+        # The steps of aiosmtplib's send_message, split so that the hand-over
+        # mark is written after the relay accepted sender and recipient and
+        # before DATA: only a crash during DATA leaves the outcome unknown.
+        sender = str(message["From"].addresses[0].addr_spec)
+        recipient = str(message["To"].addresses[0].addr_spec)
+        await client.ehlo()
+        utf8 = _needs_smtputf8(sender, recipient)
+        options = []
+        if utf8:
+            if not client.supports_extension("smtputf8"):
+                raise aiosmtplib.SMTPNotSupported(
+                    "the address has non-ASCII characters and the relay does not "
+                    "offer SMTPUTF8"
+                )
+            options.append("SMTPUTF8")
+        cte_type = "7bit"
+        if client.supports_extension("8BITMIME"):
+            options.append("BODY=8BITMIME")
+            cte_type = "8bit"
+        encoding = "utf-8" if utf8 else "ascii"
+        await client.mail(sender, options=options, encoding=encoding)
+        await client.rcpt(recipient, encoding=encoding)
+        await before_handover()
+        await client.data(flatten_message(message, utf8=utf8, cte_type=cte_type))
+
+    async def send(
+        self, message: EmailMessage, name: str, before_handover: Handover
+    ) -> None:
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.host,
-                port=self.port,
-                timeout=self.timeout,
+            client = aiosmtplib.SMTP(
+                hostname=self.host, port=self.port, timeout=self.timeout
             )
-        except aiosmtplib.SMTPRecipientsRefused as error:
-            codes = [refusal.code for refusal in error.recipients]
+            async with client:
+                await self._transfer(client, message, before_handover)
+        except aiosmtplib.SMTPRecipientRefused as error:
             raise OutboundError(
                 f"relay {self.host}:{self.port} refused the recipient: {error}",
-                permanent=all(code >= 500 for code in codes),
+                permanent=error.code >= 500,
             ) from error
         except aiosmtplib.SMTPNotSupported as error:
             raise OutboundError(
