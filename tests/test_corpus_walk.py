@@ -1,16 +1,16 @@
 """A corpus shipping email followed to delivered against a local DHL server.
 
-The email goes in over real SMTP; the pipeline takes the labelled values
-for it (extraction is tested elsewhere); the poller walks the shipment
-through DHL's answers; the relay, a real aiosmtpd sink, must receive one
-email per change, in the email's language.
+The email goes in over real SMTP and through the real pipeline and
+extractors, which must find its labelled order, tracking number, carrier and
+customer. The poller then walks the shipment through DHL's answers, and the
+relay, a real aiosmtpd sink, must receive one email per change, in the
+email's language.
 """
 
 from __future__ import annotations
 
 import smtplib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -19,13 +19,11 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from carriers.fake_carrier import FakeCarrierServer
-from extractors.message import ParsedMessage
-from extractors.model import Customer, Extraction, Kind, ShipmentResult
 from mailhandler.notifier import Notifier
 from mailhandler.outbound import SmtpBackend
 from mailhandler.pipeline import Pipeline
 from mailhandler.shops import add_shop, bcc_address
-from mailhandler.store.models import Shipment
+from mailhandler.store.models import Order, Shipment
 from support import crlf, running_intake, smtp_sink
 from test_poller import (
     DELIVERED,
@@ -42,25 +40,6 @@ from test_poller import (
 )
 
 CORPUS_FILE = "rendered/prestashop_de_in_transit_1.eml"
-
-
-@dataclass(frozen=True)
-class LabelledExtractor:
-    """Returns the corpus label of one email as its extraction."""
-
-    label: dict[str, str]
-
-    def __call__(self, message: ParsedMessage) -> Extraction:
-        number = self.label["tracking_numbers"]
-        return Extraction(
-            kind=Kind(self.label["kind"]),
-            order_number=self.label["order_number"],
-            shipments=[ShipmentResult(number, self.label["carrier"], None)],
-            customer=Customer(
-                self.label["customer_email"], self.label["customer_name"] or None
-            ),
-            language=self.label["language"],
-        )
 
 
 @pytest.fixture
@@ -97,7 +76,7 @@ def test_corpus_shipment_followed_to_delivered(
         smtplib.SMTP("127.0.0.1", port, timeout=10) as client,
     ):
         client.sendmail(sender, [bcc_address(shop, settings.intake_domain)], crlf(raw))
-    pipeline = Pipeline(engine, settings, extract=LabelledExtractor(label))
+    pipeline = Pipeline(engine, settings)
     try:
         message_id = pipeline.claim_next()
         assert message_id is not None
@@ -106,6 +85,14 @@ def test_corpus_shipment_followed_to_delivered(
         pipeline.close()
     assert outcome is not None
     assert outcome.state == "processed"
+    with Session(engine) as session:
+        extracted = session.scalars(select(Shipment)).one()
+        order = session.get(Order, extracted.order_id)
+    assert extracted.tracking_number == number
+    assert extracted.carrier == "dhl_paket"
+    assert order is not None
+    assert order.order_number == label["order_number"]
+    assert order.customer_email == label["customer_email"]
 
     steps = [
         ((PRE_TRANSIT,), "pending", "wurde versandt"),
