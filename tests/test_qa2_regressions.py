@@ -7,14 +7,17 @@ from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlmodel import Session
 
 from mailhandler.inbound import Envelope, store_inbound
 from mailhandler.notifier import Notifier
+from mailhandler.optout import is_opted_out, make_token, opt_out_by_token, signing_key
 from mailhandler.outbound import FileBackend
 from mailhandler.pipeline import Pipeline
 from mailhandler.settings import Settings
-from mailhandler.shops import add_shop
+from mailhandler.shops import add_shop, remove_shop
+from mailhandler.store.models import Notification
 
 
 def _shipping_email(to_header: bytes, order: str = "A-1001") -> bytes:
@@ -70,3 +73,37 @@ def test_encoded_word_name_cannot_inject_headers(
     assert b"\nBcc:" not in sent
     assert email["Bcc"] is None
     assert [a.addr_spec for a in email["To"].addresses] == ["bob@example.com"]
+
+
+def test_purged_shop_token_spares_other_customer(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # On SQLite, deleting the rows with the highest ids lets the next insert
+    # take the same id again. An opt-out token names a notification id, so a
+    # token from an update of a purged shop then opted out another shop's
+    # customer; the update's Message-ID and outbox file name repeated as well.
+    settings = Settings(data_dir=tmp_path, intake_domain="bcc.test")
+    trial = add_shop(engine, "trial", "Trial", ["trial.example"])
+    assert trial.id is not None
+    raw = _shipping_email(b"Carol <carol@example.com>", order="T-1")
+    raw = raw.replace(b"shop.example", b"trial.example")
+    store_inbound(engine, [trial.id], raw, Envelope("orders@trial.example", ["x"]))
+    _process_all(engine, settings)
+    with Session(engine) as session:
+        old_notification = session.scalars(select(Notification)).one()
+    assert old_notification.id is not None
+    old_token = make_token(signing_key(settings), old_notification.id)
+    remove_shop(engine, "trial", purge=True)
+
+    acme = add_shop(engine, "acme", "Acme", ["shop.example"])
+    assert acme.id is not None
+    raw = _shipping_email(b"Bob <bob@example.com>", order="A-2001")
+    store_inbound(engine, [acme.id], raw, Envelope("orders@shop.example", ["x"]))
+    _process_all(engine, settings)
+    with Session(engine) as session:
+        new_notification = session.scalars(select(Notification)).one()
+
+    assert new_notification.id != old_notification.id
+    assert not opt_out_by_token(engine, settings, old_token, "mailto")
+    with Session(engine) as session:
+        assert not is_opted_out(session, acme.id, "bob@example.com")
