@@ -10,11 +10,13 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
+from extractors.model import FieldName
 from mailhandler.inbound import Envelope, store_inbound
 from mailhandler.notifier import Notifier
 from mailhandler.optout import is_opted_out, make_token, opt_out_by_token, signing_key
 from mailhandler.outbound import FileBackend
 from mailhandler.pipeline import Pipeline
+from mailhandler.rules import RuleBook
 from mailhandler.settings import Settings
 from mailhandler.shops import add_shop, remove_shop
 from mailhandler.store.models import Notification
@@ -107,3 +109,28 @@ def test_purged_shop_token_spares_other_customer(
     assert not opt_out_by_token(engine, settings, old_token, "mailto")
     with Session(engine) as session:
         assert not is_opted_out(session, acme.id, "bob@example.com")
+
+
+GOOD_RULES = """
+[order_number]
+regex = 'Vorgang (?P<value>\\d{4}/MK/\\d{4})'
+"""
+
+
+def test_undecodable_rule_file_keeps_last_good(tmp_path: Path) -> None:
+    book = RuleBook(tmp_path, timeout=0.2)
+    active = book.active_path("moebel")
+    active.write_text(GOOD_RULES, encoding="utf-8")
+    assert book.get("moebel") is not None
+
+    # Binary garbage, and nesting deeper than tomllib's recursion: both raised
+    # out of RuleBook.get, so every message of the shop failed.
+    for content in (
+        b"[order_number]\nselector = 'td'\n\xff\xfe\x00\x80\n",
+        b"x = " + b"[" * 3000 + b"]" * 3000 + b"\n",
+    ):
+        active.write_bytes(content)
+        rules = book.get("moebel")
+        assert rules is not None
+        assert FieldName.ORDER_NUMBER in rules.fields
+        assert book.rejection("moebel") is not None
