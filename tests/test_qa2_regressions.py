@@ -16,7 +16,7 @@ from mailhandler.notifier import Notifier
 from mailhandler.optout import is_opted_out, make_token, opt_out_by_token, signing_key
 from mailhandler.outbound import FileBackend
 from mailhandler.pipeline import Pipeline
-from mailhandler.rules import RuleBook
+from mailhandler.rules import RuleBook, activate
 from mailhandler.settings import Settings
 from mailhandler.shops import add_shop, remove_shop
 from mailhandler.store.models import Notification
@@ -134,3 +134,20 @@ def test_undecodable_rule_file_keeps_last_good(tmp_path: Path) -> None:
         assert rules is not None
         assert FieldName.ORDER_NUMBER in rules.fields
         assert book.rejection("moebel") is not None
+
+
+def test_invalid_rule_file_after_restart(tmp_path: Path) -> None:
+    # The last good rules lived only in the process's memory. After a
+    # restart an invalid active file left the shop with no rules at all,
+    # while 'bcctrack status' said that older rules stay in force.
+    draft = tmp_path / "moebel.draft.toml"
+    draft.write_text(GOOD_RULES, encoding="utf-8")
+    first = RuleBook(tmp_path, timeout=0.2)
+    activate(first, "moebel", draft)
+    assert first.get("moebel") is not None
+
+    first.active_path("moebel").write_text("[order_number]\nregex = '(a'\n")
+    restarted = RuleBook(tmp_path, timeout=0.2)
+    rules = restarted.get("moebel")
+    assert rules is not None
+    assert FieldName.ORDER_NUMBER in rules.fields
