@@ -19,7 +19,7 @@ from mailhandler.pipeline import Pipeline
 from mailhandler.rules import RuleBook, activate
 from mailhandler.settings import Settings
 from mailhandler.shops import add_shop, remove_shop
-from mailhandler.store.models import Notification
+from mailhandler.store.models import InboundMessage, Notification
 
 
 def _shipping_email(to_header: bytes, order: str = "A-1001") -> bytes:
@@ -151,3 +151,27 @@ def test_invalid_rule_file_after_restart(tmp_path: Path) -> None:
     rules = restarted.get("moebel")
     assert rules is not None
     assert FieldName.ORDER_NUMBER in rules.fields
+
+
+def test_quarantined_copy_keeps_genuine_out(engine: Engine, tmp_path: Path) -> None:
+    # Deduplication by Message-ID ignores the sender check: an unverified
+    # copy that arrives first is quarantined, and the genuine email with the
+    # same Message-ID is then answered 250 and dropped as a duplicate. So a
+    # forger who guesses a shop's Message-ID keeps its real email out.
+    settings = Settings(data_dir=tmp_path, intake_domain="bcc.test")
+    shop = add_shop(engine, "acme", "Acme", ["shop.example"])
+    assert shop.id is not None
+    genuine = _shipping_email(b"Bob <bob@example.com>", order="A-3001")
+    forged = genuine.replace(
+        b"From: Shop <orders@shop.example>", b"From: x@evil.example"
+    )
+    store_inbound(engine, [shop.id], forged, Envelope("x@evil.example", ["x"]))
+    store_inbound(engine, [shop.id], genuine, Envelope("orders@shop.example", ["x"]))
+    _process_all(engine, settings)
+
+    with Session(engine) as session:
+        states = sorted(m.state for m in session.scalars(select(InboundMessage)))
+        notifications = list(session.scalars(select(Notification)))
+    assert "quarantined" in states
+    assert "processed" in states
+    assert [n.recipient for n in notifications] == ["bob@example.com"]
