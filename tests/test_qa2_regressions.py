@@ -17,6 +17,7 @@ from mailhandler.optout import is_opted_out, make_token, opt_out_by_token, signi
 from mailhandler.outbound import FileBackend
 from mailhandler.pipeline import Pipeline
 from mailhandler.rules import RuleBook, activate
+from mailhandler.sender import check_sender_dkim
 from mailhandler.settings import Settings
 from mailhandler.shops import add_shop, remove_shop
 from mailhandler.store.models import InboundMessage, Notification
@@ -175,3 +176,29 @@ def test_quarantined_copy_keeps_genuine_out(engine: Engine, tmp_path: Path) -> N
     assert "quarantined" in states
     assert "processed" in states
     assert [n.recipient for n in notifications] == ["bob@example.com"]
+
+
+def test_dkim_lookups_bounded_per_message() -> None:
+    # Each DKIM-Signature header cost two key lookups (verify, then the
+    # failure detail), with a 5 s DNS timeout each, whatever its d= domain.
+    # 300 signatures by foreign domains in a 30 KB message meant 600 lookups,
+    # up to 50 minutes of one pipeline worker outside the processing limit.
+    lookups: list[bytes] = []
+
+    def resolver(name: bytes, timeout: float = 5) -> bytes | None:
+        lookups.append(name)
+        return None
+
+    signatures = b"".join(
+        b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; "
+        b"d=d%d.attacker.example; s=s; h=from; bh=AAAA; b=AAAA\r\n" % number
+        for number in range(300)
+    )
+    raw = signatures + (
+        b"From: Shop <orders@shop.example>\r\nTo: x@example.com\r\n"
+        b"Subject: shipped\r\n\r\nbody\r\n"
+    )
+    check = check_sender_dkim(raw, ["shop.example"], resolver)
+
+    assert not check.verified
+    assert len(lookups) <= 10
