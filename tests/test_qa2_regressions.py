@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
@@ -19,7 +20,13 @@ from mailhandler.pipeline import Pipeline
 from mailhandler.rules import RuleBook, activate
 from mailhandler.sender import check_sender_dkim
 from mailhandler.settings import Settings
-from mailhandler.shops import add_shop, remove_shop
+from mailhandler.shops import (
+    add_shop,
+    bcc_address,
+    find_recipient,
+    remove_shop,
+    rotate_token,
+)
 from mailhandler.store.models import InboundMessage, Notification
 
 
@@ -202,3 +209,16 @@ def test_dkim_lookups_bounded_per_message() -> None:
 
     assert not check.verified
     assert len(lookups) <= 10
+
+
+def test_second_rotation_keeps_first_grace(engine: Engine) -> None:
+    # Only one previous token is kept: rotating again within the grace
+    # period ended the first old address at once, so mail systems not yet
+    # switched over got 550 days before their grace period ended.
+    first = bcc_address(add_shop(engine, "acme", "Acme", ["shop.example"]), "bcc.test")
+    second = bcc_address(rotate_token(engine, "acme", timedelta(days=7)), "bcc.test")
+    third = bcc_address(rotate_token(engine, "acme", timedelta(days=7)), "bcc.test")
+
+    assert find_recipient(engine, third, "bcc.test") is not None
+    assert find_recipient(engine, second, "bcc.test") is not None
+    assert find_recipient(engine, first, "bcc.test") is not None
