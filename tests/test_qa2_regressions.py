@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import smtplib
+import socket
+import time
 from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default
@@ -28,6 +31,7 @@ from mailhandler.shops import (
     rotate_token,
 )
 from mailhandler.store.models import InboundMessage, Notification
+from support import running_intake
 
 
 def _shipping_email(to_header: bytes, order: str = "A-1001") -> bytes:
@@ -222,3 +226,54 @@ def test_second_rotation_keeps_first_grace(engine: Engine) -> None:
     assert find_recipient(engine, third, "bcc.test") is not None
     assert find_recipient(engine, second, "bcc.test") is not None
     assert find_recipient(engine, first, "bcc.test") is not None
+
+
+def test_one_client_cannot_hold_every_transfer(engine: Engine, tmp_path: Path) -> None:
+    # One client address may open more sessions than there are transfer
+    # slots, and a DATA transfer that sends a byte within every
+    # smtp_data_timeout never ends. So one client held every slot and all
+    # other senders got 451 4.3.2 for as long as it liked. A valid opt-out
+    # address, which every customer has, is enough to reach DATA.
+    settings = Settings(
+        data_dir=tmp_path,
+        intake_port=0,
+        intake_domain="bcc.test",
+        max_concurrent_transfers=3,
+    )
+    address = bcc_address(
+        add_shop(engine, "acme", "Acme", ["shop.example"]), "bcc.test"
+    )
+    with running_intake(engine, settings) as port:
+        stalled = []
+        for _ in range(settings.max_concurrent_transfers):
+            client = socket.create_connection(
+                ("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0)
+            )
+            client.recv(1024)
+            for command in (
+                b"EHLO slow.example\r\n",
+                b"MAIL FROM:<x@slow.example>\r\n",
+                b"RCPT TO:<" + address.encode() + b">\r\n",
+                b"DATA\r\n",
+            ):
+                client.sendall(command)
+                time.sleep(0.1)
+                client.recv(1024)
+            client.sendall(b"S")
+            stalled.append(client)
+
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+                smtp.ehlo()
+                smtp.mail("orders@shop.example")
+                smtp.rcpt(address)
+                smtp.putcmd("data")
+                code, reply = smtp.getreply()
+                if code == 354:
+                    smtp.send(_shipping_email(b"bob@example.com") + b".\r\n")
+                    code, reply = smtp.getreply()
+        finally:
+            for client in stalled:
+                client.close()
+
+    assert code == 250, reply
