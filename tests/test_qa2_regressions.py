@@ -277,3 +277,19 @@ def test_one_client_cannot_hold_every_transfer(engine: Engine, tmp_path: Path) -
                 client.close()
 
     assert code == 250, reply
+
+
+def test_nul_in_display_name_processed(engine: Engine, tmp_path: Path) -> None:
+    # PostgreSQL text columns reject NUL. A stray NUL in the customer's
+    # display name made the order insert fail on every attempt, so the
+    # message ended failed on PostgreSQL while SQLite processed it.
+    settings = Settings(data_dir=tmp_path, intake_domain="bcc.test", retry_delay=0.001)
+    shop = add_shop(engine, "acme", "Acme", ["shop.example"])
+    assert shop.id is not None
+    raw = _shipping_email(b"Bob\x00 <bob@example.com>")
+    store_inbound(engine, [shop.id], raw, Envelope("orders@shop.example", ["x"]))
+    _process_all(engine, settings)
+
+    with Session(engine) as session:
+        message = session.scalars(select(InboundMessage)).one()
+    assert message.state == "processed", message.reason
