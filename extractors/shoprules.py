@@ -14,6 +14,7 @@ time limit, because an admin's pattern can backtrack for hours.
 from __future__ import annotations
 
 import re
+import time
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,10 @@ FIELD_TABLES = {
 FIELD_KEYS = {"selector", "label", "regex", "source", "disable", "carrier", "value"}
 SOURCES = ("text", "subject", "html")
 DEFAULT_TIMEOUT = 0.2
+# All of a rule set's matches on one email together get this many times the
+# time limit of one match, so that a slow pattern on a long email cannot
+# take a minute in small steps.
+BUDGET_FACTOR = 10
 # Strings every pattern must finish on within the time limit when a rule
 # file is loaded: long runs of one character class with a mismatch at the
 # end are what sets off catastrophic backtracking.
@@ -53,6 +58,9 @@ _PROBE_STRINGS = (
     "1" * 5000 + "x",
     " " * 5000 + "x",
     "ab" * 2500 + "!",
+    "." * 5000 + "x",
+    "-" * 5000 + "x",
+    "a1" * 2500 + " ",
     "Order number: 12345 " * 200,
 )
 _SEPARATOR = re.compile(r"^[\s:#.=\-\u2013\u2014*]*")
@@ -116,13 +124,14 @@ class RuleSet:
     def apply(self, document: Document) -> RuleResult:
         """Return the candidates the rules find in ``document``, with problems."""
         result = RuleResult()
+        clock = _Clock(self.timeout, self.timeout * BUDGET_FACTOR)
         for rule in self.fields.values():
-            _apply_field(rule, document, self, result)
+            _apply_field(rule, document, self, result, clock)
         for kind, pattern, line in self.kind_patterns:
             try:
-                found = pattern.search(document.subject, timeout=self.timeout)
+                found = pattern.search(document.subject, timeout=clock.limit())
             except TimeoutError:
-                result.problems.append(_timed_out(self, "kind", line))
+                result.problems.append(_timed_out(self, "kind", line, clock))
                 continue
             if found:
                 result.candidates.append(
@@ -146,7 +155,30 @@ def _evidence(rules: RuleSet, table: str, line: int, where: str, text: str) -> E
     )
 
 
-def _timed_out(rules: RuleSet, table: str, line: int) -> str:
+class _Clock:
+    """The time left for one rule set on one email."""
+
+    def __init__(self, per_match: float, budget: float) -> None:
+        self.per_match = per_match
+        self.deadline = time.monotonic() + budget
+
+    def limit(self) -> float:
+        """Return the time limit of the next match; raise TimeoutError if none."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return min(self.per_match, left)
+
+    def spent(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+
+def _timed_out(rules: RuleSet, table: str, line: int, clock: _Clock) -> str:
+    if clock.spent():
+        return (
+            f"rule [{table}] in {rules.name} (line {line}): skipped, the rules "
+            f"used up their {rules.timeout * BUDGET_FACTOR:.1f} s for this email"
+        )
     return (
         f"rule [{table}] in {rules.name} (line {line}): the regex timed out after "
         f"{rules.timeout * 1000:.0f} ms and was skipped"
@@ -195,15 +227,21 @@ def _selected(rule: FieldRule, document: Document) -> list[tuple[str, str]]:
 
 
 def _pattern_values(
-    rule: FieldRule, rules: RuleSet, texts: list[tuple[str, str]], result: RuleResult
+    rule: FieldRule,
+    rules: RuleSet,
+    texts: list[tuple[str, str]],
+    result: RuleResult,
+    clock: _Clock,
 ) -> list[tuple[str, str]]:
     assert rule.pattern is not None
     found: list[tuple[str, str]] = []
     for where, text in texts:
         try:
-            match = rule.pattern.search(text, timeout=rules.timeout)
+            match = rule.pattern.search(text, timeout=clock.limit())
         except TimeoutError:
-            result.problems.append(_timed_out(rules, rule.field.value, rule.line))
+            result.problems.append(
+                _timed_out(rules, rule.field.value, rule.line, clock)
+            )
             return found
         if match is None:
             continue
@@ -239,7 +277,11 @@ def _normalize(field_name: FieldName, value: str) -> str | None:
 
 
 def _apply_field(
-    rule: FieldRule, document: Document, rules: RuleSet, result: RuleResult
+    rule: FieldRule,
+    document: Document,
+    rules: RuleSet,
+    result: RuleResult,
+    clock: _Clock,
 ) -> None:
     table = rule.field.value
     if rule.value is not None:
@@ -259,7 +301,7 @@ def _apply_field(
     else:
         found = _texts(rule, document)
     if rule.pattern is not None:
-        found = _pattern_values(rule, rules, found, result)
+        found = _pattern_values(rule, rules, found, result, clock)
     elif not rule.selector and not rule.labels:
         found = []
     seen: set[str] = set()
@@ -295,9 +337,15 @@ def _key_lines(text: str) -> dict[tuple[str, str], int]:
             table = header.group(1)
             lines.setdefault((table, ""), number)
             continue
-        key = re.match(r"^([A-Za-z0-9_-]+)\s*=", stripped)
+        key = re.match(r"^([A-Za-z0-9_.-]+)\s*=", stripped)
         if key:
-            lines.setdefault((table, key.group(1)), number)
+            # A dotted key (order_number.regex = ...) belongs to its first part.
+            first, _, rest = key.group(1).partition(".")
+            if rest:
+                lines.setdefault((first, ""), number)
+                lines.setdefault((first, rest.partition(".")[0]), number)
+            else:
+                lines.setdefault((table, first), number)
     return lines
 
 
@@ -510,6 +558,11 @@ def parse_rules(text: str, name: str, timeout: float = DEFAULT_TIMEOUT) -> RuleS
     """Parse and check a rule file's ``text``; raise RuleFileError on any problem."""
     try:
         data = tomllib.loads(text)
+    except RecursionError as error:
+        raise RuleFileError(
+            name,
+            [RuleProblem(None, "the file nests tables or arrays too deeply to read")],
+        ) from error
     except tomllib.TOMLDecodeError as error:
         located = re.search(r"at line (\d+)", str(error))
         line = int(located.group(1)) if located else None
@@ -543,6 +596,13 @@ def parse_rules(text: str, name: str, timeout: float = DEFAULT_TIMEOUT) -> RuleS
                 rules.disable_all = checker.layers(
                     "generic", "disable", body["disable"]
                 )
+        elif not isinstance(body, dict):
+            checker.problem(
+                "",
+                table,
+                f"{table} = ... outside a table: rule keys go in a table such "
+                "as [order_number]",
+            )
         else:
             known = ", ".join([*FIELD_TABLES, "kind", "generic"])
             checker.problem(table, "", f"unknown table [{table}]: use {known}")

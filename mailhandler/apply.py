@@ -6,17 +6,20 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlmodel import Session, col
 
 from extractors.model import Extraction, Kind, ShipmentResult
+from mailhandler.sanitize import db_text, display_name
 from mailhandler.store.models import (
     InboundMessage,
     Notification,
     NotificationState,
     Order,
     OrderState,
+    PollState,
     Shipment,
+    ShipmentPoll,
     ShipmentStatus,
     UpdateType,
     utcnow,
@@ -71,13 +74,19 @@ def apply_extraction(
         )
         for found in extraction.shipments
     ]
+    _withdraw_dropped(session, message, shipments)
     status = STATUS_FOR_KIND.get(extraction.kind)
     if status is not None and not shipments:
         # An email about the order that names no tracking number (Amazon's
         # "Delivered" mails) moves the order's shipment if it has exactly one.
         # With several shipments the email does not tell which one it means.
         shipments = list(
-            session.scalars(select(Shipment).where(col(Shipment.order_id) == order.id))
+            session.scalars(
+                select(Shipment).where(
+                    col(Shipment.order_id) == order.id,
+                    col(Shipment.withdrawn_at).is_(None),
+                )
+            )
         )
         if len(shipments) != 1:
             shipments = []
@@ -121,6 +130,7 @@ def apply_status_only(
             select(Shipment).where(
                 col(Shipment.shop_id) == message.shop_id,
                 func.upper(col(Shipment.tracking_number)).in_(numbers),
+                col(Shipment.withdrawn_at).is_(None),
             )
         )
     )
@@ -162,15 +172,20 @@ def _find_or_create_order(
         if not numbers:
             return None
         known = session.scalars(
-            select(Shipment).where(
+            select(Shipment)
+            .where(
                 col(Shipment.shop_id) == message.shop_id,
                 col(Shipment.tracking_number).in_(numbers),
+                col(Shipment.withdrawn_at).is_(None),
             )
+            .order_by(col(Shipment.id).desc())
         ).first()
         if known is not None:
             order = session.get(Order, known.order_id)
     if order is None:
-        order = Order(shop_id=message.shop_id, order_number=extraction.order_number)
+        order = Order(
+            shop_id=message.shop_id, order_number=db_text(extraction.order_number)
+        )
     _fill_customer(order, extraction)
     order.updated_at = utcnow()
     session.add(order)
@@ -183,11 +198,11 @@ def _fill_customer(order: Order, extraction: Extraction) -> None:
     # only what is still missing, so a forwarded copy cannot re-address
     # updates.
     if not order.customer_email and extraction.customer.email:
-        order.customer_email = extraction.customer.email
+        order.customer_email = db_text(extraction.customer.email)
     if not order.customer_name and extraction.customer.name:
-        order.customer_name = extraction.customer.name
+        order.customer_name = display_name(extraction.customer.name)
     if not order.language and extraction.language:
-        order.language = extraction.language
+        order.language = db_text(extraction.language)
 
 
 def _upsert_shipment(
@@ -200,19 +215,38 @@ def _upsert_shipment(
     max_event_age: timedelta,
 ) -> Shipment:
     assert order.id is not None
-    shipment = session.scalars(
-        select(Shipment).where(
-            col(Shipment.shop_id) == message.shop_id,
-            col(Shipment.tracking_number) == found.tracking_number,
+    same_number = list(
+        session.scalars(
+            select(Shipment).where(
+                col(Shipment.shop_id) == message.shop_id,
+                col(Shipment.tracking_number) == found.tracking_number,
+            )
         )
-    ).first()
+    )
+    shipment = next((s for s in same_number if s.order_id == order.id), None)
+    if shipment is None:
+        shipment = _adopt_orphan(session, same_number, order)
     if shipment is not None:
+        if shipment.withdrawn_at is not None:
+            # The message names the number again (a rule was fixed back).
+            shipment.withdrawn_at = None
+            resume_polling(session, shipment)
         if shipment.carrier is None and found.carrier:
             shipment.carrier = found.carrier
         if shipment.tracking_url is None and found.tracking_url:
             shipment.tracking_url = found.tracking_url
         session.add(shipment)
         return shipment
+    for other in same_number:
+        # A combined parcel, or a number the carrier issued again: each order
+        # gets a shipment of its own, so that each customer hears about it.
+        log.info(
+            "%s tracking number %s is also shipment %s of order %s",
+            message.id,
+            found.tracking_number,
+            other.id,
+            other.order_id,
+        )
 
     shipment = Shipment(
         shop_id=message.shop_id,
@@ -260,3 +294,85 @@ def _cancel(session: Session, order: Order) -> None:
         notification.state = NotificationState.SUPPRESSED
         notification.reason = "order cancelled"
         session.add(notification)
+
+
+def _adopt_orphan(
+    session: Session, same_number: list[Shipment], order: Order
+) -> Shipment | None:
+    """Move a shipment stored without an order number to ``order``.
+
+    An email that named the tracking number but no order came first; the
+    email with the order number now says which order it belongs to.
+    """
+    for shipment in same_number:
+        orphan = session.get(Order, shipment.order_id)
+        if orphan is None or orphan.order_number is not None:
+            continue
+        shipment.order_id = order.id  # type: ignore[assignment]
+        session.execute(
+            update(Notification)
+            .where(col(Notification.shipment_id) == shipment.id)
+            .values(order_id=order.id)
+        )
+        session.add(shipment)
+        return shipment
+    return None
+
+
+def _withdraw_dropped(
+    session: Session, message: InboundMessage, kept: list[Shipment]
+) -> None:
+    """Withdraw shipments this message created that it no longer names.
+
+    That happens when the message is processed again after a rule changed,
+    typically because the first run took a wrong number. The shipment stays
+    on record but is no longer polled and sends no more updates.
+    """
+    kept_ids = {shipment.id for shipment in kept}
+    created = session.scalars(
+        select(Shipment).where(
+            col(Shipment.inbound_message_id) == message.id,
+            col(Shipment.withdrawn_at).is_(None),
+        )
+    )
+    for shipment in created:
+        if shipment.id in kept_ids:
+            continue
+        shipment.withdrawn_at = utcnow()
+        session.add(shipment)
+        stop_polling(session, shipment)
+        session.execute(
+            update(Notification)
+            .where(
+                col(Notification.shipment_id) == shipment.id,
+                col(Notification.state) == NotificationState.PENDING,
+            )
+            .values(
+                state=NotificationState.SUPPRESSED,
+                reason=f"shipment withdrawn: message {message.id} no longer names it",
+            )
+        )
+        log.warning(
+            "%s shipment %s (%s) withdrawn: the message no longer names it",
+            message.id,
+            shipment.id,
+            shipment.tracking_number,
+        )
+
+
+def stop_polling(session: Session, shipment: Shipment) -> None:
+    """Stop polling ``shipment``."""
+    session.execute(
+        update(ShipmentPoll)
+        .where(col(ShipmentPoll.shipment_id) == shipment.id)
+        .values(state=PollState.STOPPED)
+    )
+
+
+def resume_polling(session: Session, shipment: Shipment) -> None:
+    """Poll ``shipment`` again from now on."""
+    session.execute(
+        update(ShipmentPoll)
+        .where(col(ShipmentPoll.shipment_id) == shipment.id)
+        .values(state=PollState.ACTIVE, next_attempt_at=utcnow(), attempts=0)
+    )

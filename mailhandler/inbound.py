@@ -9,13 +9,15 @@ from email.policy import compat32
 
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from mailhandler.store import transaction
-from mailhandler.store.engine import is_postgresql
-from mailhandler.store.models import InboundMessage, utcnow
+from mailhandler.store.models import InboundMessage, InboundState, utcnow
 
 _MAX_KEY_LENGTH = 900
+# A stored copy in one of these states was verified as the shop's, so a
+# later message with its Message-ID is a retry.
+_SETTLED = (InboundState.PROCESSED, InboundState.IGNORED)
 # A Message-ID further into the message than this is not looked for.
 _MAX_HEADER_BLOCK = 1024 * 1024
 
@@ -74,20 +76,24 @@ def store_inbound(
 ) -> list[StoredMessage]:
     """Store ``raw`` once per shop in one transaction.
 
-    A message a shop received before keeps its first id and is not stored
-    again. The transaction is committed (and, on SQLite, synced to disk)
-    when this returns.
+    A message the shop received before keeps its first id and is not stored
+    again. A different message with the Message-ID of a stored one is a
+    duplicate only once that one was verified and processed; before that it
+    is stored as a variant, so that a forged copy with a copied Message-ID
+    cannot keep the shop's genuine email out. The transaction is committed
+    (and, on SQLite, synced to disk) when this returns.
     """
     message_id = header_message_id(raw)
     key = dedup_key(raw, message_id)
+    digest = hashlib.sha256(raw).hexdigest()
     now = utcnow()
-    insert_ = postgresql.insert if is_postgresql(engine) else sqlite.insert
     stored: list[StoredMessage] = []
     with transaction(engine) as session:
         for shop_id in sorted(set(shop_ids)):
             row = {
                 "shop_id": shop_id,
                 "dedup_key": key,
+                "sha256": digest,
                 "message_id": message_id[:1000] if message_id else None,
                 "raw": raw,
                 "size": len(raw),
@@ -100,22 +106,53 @@ def store_inbound(
                 "next_attempt_at": now,
                 "defects": [],
             }
-            statement = (
-                insert_(InboundMessage)
-                .values(**row)
-                .on_conflict_do_nothing(index_elements=["shop_id", "dedup_key"])
-                .returning(col(InboundMessage.id))
-            )
-            new_id = session.scalars(statement).first()
-            if new_id is not None:
-                stored.append(StoredMessage(id=new_id, duplicate=False))
-                continue
-            old_id = session.scalars(
-                select(col(InboundMessage.id)).where(
-                    col(InboundMessage.shop_id) == shop_id,
-                    col(InboundMessage.dedup_key) == key,
-                )
-            ).one()
-            assert old_id is not None
-            stored.append(StoredMessage(id=old_id, duplicate=True))
+            stored.append(_store_one(session, row, digest))
     return stored
+
+
+def _insert(session: Session, row: dict[str, object]) -> int | None:
+    insert_ = (
+        postgresql.insert
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite.insert
+    )
+    statement = (
+        insert_(InboundMessage)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=["shop_id", "dedup_key"])
+        .returning(col(InboundMessage.id))
+    )
+    return session.scalars(statement).first()
+
+
+def _existing(
+    session: Session, shop_id: object, key: object
+) -> tuple[int, str | None, str]:
+    found = session.execute(
+        select(
+            col(InboundMessage.id),
+            col(InboundMessage.sha256),
+            col(InboundMessage.state),
+        ).where(
+            col(InboundMessage.shop_id) == shop_id,
+            col(InboundMessage.dedup_key) == key,
+        )
+    ).one()
+    return found[0], found[1], found[2]
+
+
+def _store_one(session: Session, row: dict[str, object], digest: str) -> StoredMessage:
+    new_id = _insert(session, row)
+    if new_id is not None:
+        return StoredMessage(id=new_id, duplicate=False)
+    old_id, old_digest, old_state = _existing(session, row["shop_id"], row["dedup_key"])
+    if old_digest == digest or old_state in _SETTLED:
+        return StoredMessage(id=old_id, duplicate=True)
+    # Same Message-ID, other bytes, and the first copy is not known to be the
+    # shop's: keep this one too.
+    variant = {**row, "dedup_key": f"{row['dedup_key']}#sha256:{digest}"}
+    new_id = _insert(session, variant)
+    if new_id is not None:
+        return StoredMessage(id=new_id, duplicate=False)
+    old_id, _, _ = _existing(session, row["shop_id"], variant["dedup_key"])
+    return StoredMessage(id=old_id, duplicate=True)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import Engine
@@ -31,6 +32,9 @@ from mailhandler.shops import Recipient, find_recipient
 
 log = logging.getLogger("bcctrack.smtp")
 
+REPLY_SENDER_OK = "250 2.1.0 Sender OK"
+REPLY_COMMAND_FAILED = "500 5.5.2 Command not understood"
+REPLY_INVALID_SENDER = "553 5.1.7 Invalid sender address: control characters"
 REPLY_RCPT_OK = "250 2.1.5 Recipient OK"
 REPLY_UNKNOWN_RECIPIENT = "550 5.1.1 No such shop address: {address}"
 REPLY_QUEUED = "250 2.0.0 queued as {ids}"
@@ -39,6 +43,7 @@ REPLY_OPTED_OUT = "250 2.0.0 Opt-out recorded"
 REPLY_STORE_FAILED = "451 4.3.0 Cannot store the message now, try again later"
 REPLY_LOOKUP_FAILED = "451 4.3.0 Cannot check the recipient now, try again later"
 REPLY_TIMEOUT = "421 4.4.2 Timeout, closing the connection"
+REPLY_TRANSFER_TOO_SLOW = "421 4.4.2 Message transfer took too long, closing"
 REPLY_TOO_MANY_TRANSFERS = "451 4.3.2 Too many messages in transfer, try again later"
 REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients, send the rest separately"
 REPLY_TOO_MANY_SESSIONS = "421 4.7.0 Too many connections, try again later"
@@ -47,6 +52,9 @@ REPLY_TOO_MANY_FROM_CLIENT = (
 )
 
 _MAX_LOGGED_ADDRESS = 120
+# Replies of aiosmtpd's own limits, logged like bcctrack's.
+_LIMIT_REPLIES = ("552", "500 Line too long", "500 Command line too long")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # Longest SMTP command line read in full: an ESMTP MAIL or RCPT line with its
 # parameters and a UTF-8 address stays well below it.
 COMMAND_LINE_LIMIT = 4096
@@ -80,7 +88,30 @@ class IntakeHandler:
         self.engine = engine
         self.settings = settings
         self.on_stored = on_stored
-        self.resolver = resolver or default_resolver()
+        self.resolver = resolver or default_resolver(settings.dkim_keys_file)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd calls this when a command handler raises, for example on
+        # some malformed addresses; one line instead of a traceback.
+        log.warning("SMTP command failed: %s: %s", type(error).__name__, error)
+        return REPLY_COMMAND_FAILED
+
+    async def handle_MAIL(  # noqa: N802  (aiosmtpd hook name)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        # Control characters cannot be part of a mailbox, and a NUL could not
+        # even be stored; refuse them here rather than fail at DATA.
+        if _CONTROL_CHARACTERS.search(address):
+            log.info("%s rejected sender %s", _peer(session), _printable(address))
+            return REPLY_INVALID_SENDER
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return REPLY_SENDER_OK
 
     async def handle_RCPT(  # noqa: N802  (aiosmtpd hook name)
         self,
@@ -208,14 +239,20 @@ class SessionLimiter:
     """Counts open SMTP sessions, in all and per client address."""
 
     def __init__(
-        self, max_sessions: int, max_per_client: int, max_transfers: int
+        self,
+        max_sessions: int,
+        max_per_client: int,
+        max_transfers: int,
+        max_transfers_per_client: int,
     ) -> None:
         self.max_sessions = max_sessions
         self.max_per_client = max_per_client
         self.max_transfers = max_transfers
+        self.max_transfers_per_client = max_transfers_per_client
         self.total = 0
         self.per_client: Counter[str] = Counter()
         self.transfers = 0
+        self.transfers_per_client: Counter[str] = Counter()
 
     def open(self, client: str) -> str | None:
         """Count a new session; return the rejection reply if over a limit."""
@@ -227,20 +264,27 @@ class SessionLimiter:
         self.per_client[client] += 1
         return None
 
-    def start_transfer(self) -> bool:
-        """Count a DATA transfer; return False if the limit is reached.
+    def start_transfer(self, client: str) -> bool:
+        """Count a DATA transfer; return False if a limit is reached.
 
         Each transfer holds up to a few times the message size in memory, so
-        this limit bounds the intake's memory.
+        the total bounds the intake's memory; the limit per client keeps one
+        client from taking every slot.
         """
         if self.transfers >= self.max_transfers:
             return False
+        if self.transfers_per_client[client] >= self.max_transfers_per_client:
+            return False
         self.transfers += 1
+        self.transfers_per_client[client] += 1
         return True
 
-    def end_transfer(self) -> None:
+    def end_transfer(self, client: str) -> None:
         """Stop counting a transfer that ``start_transfer`` accepted."""
         self.transfers -= 1
+        self.transfers_per_client[client] -= 1
+        if self.transfers_per_client[client] <= 0:
+            del self.transfers_per_client[client]
 
     def close(self, client: str) -> None:
         """Stop counting a session that ``open`` accepted."""
@@ -269,6 +313,7 @@ class IntakeSMTP(SMTP):
         data_size_limit: int,
         limiter: SessionLimiter,
         data_timeout: float,
+        data_max_seconds: float,
         **kwargs: Any,
     ):
         # aiosmtpd sizes its stream reader from line_length_limit inside
@@ -278,6 +323,7 @@ class IntakeSMTP(SMTP):
         self._data_line_limit = data_size_limit + 2
         self._limiter = limiter
         self._data_timeout = data_timeout
+        self._data_max_seconds = data_max_seconds
         self._in_data = False
         self._client: str | None = None
         super().__init__(
@@ -316,7 +362,8 @@ class IntakeSMTP(SMTP):
 
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802  (aiosmtpd command)
         ready = bool(self.envelope is not None and self.envelope.rcpt_tos and not arg)
-        if ready and not self._limiter.start_transfer():
+        client = self._client or ""
+        if ready and not self._limiter.start_transfer(client):
             log.warning(
                 "%s rejected DATA: %s", self._client, REPLY_TOO_MANY_TRANSFERS[4:]
             )
@@ -327,13 +374,39 @@ class IntakeSMTP(SMTP):
         # attribute is read on every readuntil() call (CPython 3.11 to 3.13).
         reader: Any = self._reader
         reader._limit = self._data_line_limit
+        deadline = self.loop.call_later(self._data_max_seconds, self._data_overdue)
         try:
             await super().smtp_DATA(arg)
         finally:
+            deadline.cancel()
             reader._limit = COMMAND_LINE_LIMIT
             self._in_data = False
             if ready:
-                self._limiter.end_transfer()
+                self._limiter.end_transfer(client)
+
+    def _data_overdue(self) -> None:
+        # Data that keeps trickling in restarts the idle timer forever; this
+        # bounds the whole transfer.
+        if not self._in_data:
+            return
+        log.warning(
+            "%s DATA took longer than %g s, closing",
+            self._client,
+            self._data_max_seconds,
+        )
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(REPLY_TRANSFER_TOO_SLOW.encode() + b"\r\n")  # type: ignore[attr-defined]
+            self.transport.close()
+
+    async def push(self, status: AnyStr) -> None:
+        text = status if isinstance(status, str) else status.decode("utf-8", "replace")
+        if text.startswith("250-AUTH"):
+            # bcctrack takes no authentication; aiosmtpd would still offer
+            # AUTH after STARTTLS, and every attempt could only fail.
+            return
+        if text.startswith(_LIMIT_REPLIES):
+            log.warning("%s %s", self._client, text)
+        await super().push(status)
 
     def _timeout_cb(self) -> None:
         log.warning(
@@ -368,6 +441,7 @@ async def start_intake(
         settings.max_sessions,
         settings.max_sessions_per_client,
         settings.max_concurrent_transfers,
+        settings.max_transfers_per_client,
     )
     context = tls_context(settings)
     loop = asyncio.get_running_loop()
@@ -378,6 +452,7 @@ async def start_intake(
             data_size_limit=settings.max_message_size,
             limiter=limiter,
             data_timeout=settings.smtp_data_timeout,
+            data_max_seconds=settings.smtp_data_max_seconds,
             hostname=settings.intake_domain,
             ident="bcctrack",
             tls_context=context,

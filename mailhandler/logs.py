@@ -16,8 +16,9 @@ def configure_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    # aiosmtpd logs every SMTP command at INFO; keep its warnings only.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # aiosmtpd logs client input as received, without bcctrack's format;
+    # bcctrack logs the SMTP events that matter itself (bcctrack.smtp).
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     quiet_parser_logs()
 
 

@@ -33,6 +33,7 @@ from mailhandler.render import (
     render_update,
 )
 from mailhandler.runner import retry_delay, wait_for_work
+from mailhandler.sanitize import display_name
 from mailhandler.settings import Settings
 from mailhandler.store import transaction
 from mailhandler.store.models import (
@@ -171,7 +172,7 @@ class Notifier:
             brand_color=job.shop.brand_color,
             logo_url=job.shop.logo_url,
             order_number=job.order.order_number,
-            customer_name=job.order.customer_name,
+            customer_name=display_name(job.order.customer_name),
             carrier_name=carrier_name(job.shipment.carrier),
             tracking_number=job.shipment.tracking_number,
             tracking_url=job.shipment.tracking_url,
@@ -189,7 +190,7 @@ class Notifier:
             sender_address=self.settings.sender_address,
             sender_name=job.shop.name,
             recipient_address=notification.recipient,
-            recipient_name=job.order.customer_name,
+            recipient_name=display_name(job.order.customer_name),
             message_id=message_id,
             list_unsubscribe=unsubscribe["List-Unsubscribe"],
             list_unsubscribe_post=unsubscribe.get("List-Unsubscribe-Post"),

@@ -24,6 +24,7 @@ import aiosmtplib
 from aiosmtplib.email import flatten_message
 
 from mailhandler.render import RenderedUpdate
+from mailhandler.sanitize import display_name
 from mailhandler.store.models import utcnow
 
 log = logging.getLogger("bcctrack.notify")
@@ -59,8 +60,9 @@ class Envelope:
 
 
 def _display_name(value: str | None) -> str:
-    # CR, LF and other controls have no place in a display name.
-    return _CONTROL.sub(" ", value or "").strip()
+    # CR, LF and other controls have no place in a display name, also not
+    # hidden in an encoded word.
+    return display_name(value) or ""
 
 
 def _address(addr_spec: str, name: str | None) -> Address:

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, or_, select, update
 from sqlmodel import col
 
 from extractors import extract_message
-from extractors.model import Extraction, Kind
+from extractors.model import Extraction
 from mailhandler.apply import apply_extraction, apply_status_only
 from mailhandler.carrier_mail import POLICY_CARRIER, check_carrier_sender
 from mailhandler.drift import check_drift
@@ -31,6 +31,7 @@ from mailhandler.sandbox import (
     ProcessingError,
     SandboxPool,
 )
+from mailhandler.sanitize import clean_extraction, db_text
 from mailhandler.sender import (
     POLICY_DKIM,
     SenderCheck,
@@ -74,7 +75,7 @@ class Pipeline:
         self.engine = engine
         self.settings = settings
         # DNS lookups of DKIM keys; tests pass a resolver with their own keys.
-        self.resolver = resolver or default_resolver()
+        self.resolver = resolver or default_resolver(settings.dkim_keys_file)
         self.rulebook = RuleBook(settings.rules_folder, settings.rule_timeout)
         self.sandboxes = SandboxPool(
             settings.workers,
@@ -171,7 +172,7 @@ class Pipeline:
         content: ProcessedContent,
         check: SenderCheck,
     ) -> Outcome:
-        extraction = content.extraction
+        extraction = clean_extraction(content.extraction)
         if not check.verified:
             outcome = Outcome(
                 InboundState.QUARANTINED, f"sender not verified: {check.detail}"
@@ -194,12 +195,14 @@ class Pipeline:
                 )
                 .values(
                     state=outcome.state,
-                    reason=outcome.reason,
-                    defects=_unique(content.defects + extraction.defects),
+                    reason=db_text(outcome.reason),
+                    defects=_unique(
+                        [db_text(d) or "" for d in content.defects] + extraction.defects
+                    ),
                     kind=extraction.kind,
                     sender_check=check.policy,
                     sender_verified=check.verified,
-                    sender_detail=check.detail,
+                    sender_detail=db_text(check.detail),
                     extraction=extraction.to_json(),
                     processed_at=utcnow(),
                     lease_owner=None,
@@ -223,9 +226,9 @@ class Pipeline:
     def _record_failure(self, message_id: int, error: Exception) -> Outcome | None:
         if isinstance(error, ProcessingError):
             # The child process already named the exception type.
-            reason = str(error)[:_MAX_REASON]
+            reason = db_text(str(error)[:_MAX_REASON]) or ""
         else:
-            reason = f"{type(error).__name__}: {error}"[:_MAX_REASON]
+            reason = db_text(f"{type(error).__name__}: {error}"[:_MAX_REASON]) or ""
         with transaction(self.engine) as session:
             message = session.get(InboundMessage, message_id)
             attempts = message.attempts if message is not None else 0
@@ -314,11 +317,9 @@ def _unique(items: list[str]) -> list[str]:
 
 
 def _carries_nothing(extraction: Extraction) -> bool:
-    return (
-        extraction.kind == Kind.OTHER
-        and not extraction.order_number
-        and not extraction.shipments
-    )
+    # Whatever its kind, an email without an order number and without a
+    # tracking number changes nothing in the store.
+    return not extraction.order_number and not extraction.shipments
 
 
 async def run_workers(

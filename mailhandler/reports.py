@@ -68,6 +68,7 @@ def order_reports(engine: Engine, shop_slug: str | None = None) -> list[dict[str
                         "carrier": s.carrier,
                         "status": s.status,
                         "tracking_url": s.tracking_url,
+                        "withdrawn": s.withdrawn_at is not None,
                     }
                     for s in shipments[order.id]
                 ],

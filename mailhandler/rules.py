@@ -4,7 +4,9 @@ Each shop's active rules are ``<rules folder>/<slug>.toml``; an admin writes
 and tests ``<slug>.draft.toml`` first and activates it with
 ``bcctrack rules activate``. A changed file is read again with the next
 message of its shop. A file that fails its checks is rejected with its
-problems in the log, and the shop keeps the rules it had.
+problems in the log, and the shop keeps the rules it had: those in memory,
+or, in a process that just started, the copy ``<slug>.toml.last-good`` that
+the last successful load saved.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from extractors.shoprules import RuleFileError, RuleSet, parse_rules
+from extractors.shoprules import RuleFileError, RuleProblem, RuleSet, parse_rules
 
 log = logging.getLogger("bcctrack.extract")
 
@@ -45,9 +47,26 @@ class RuleBook:
         """Return the path of the shop's draft rule file."""
         return self.folder / f"{slug}.draft.toml"
 
+    def last_good_path(self, slug: str) -> Path:
+        """Return the copy of the shop's last active file that passed the checks."""
+        return self.folder / f"{slug}.toml.last-good"
+
     def load(self, path: Path) -> RuleSet:
         """Read and check the rule file at ``path``; raise RuleFileError."""
-        return parse_rules(path.read_text(encoding="utf-8"), path.name, self.timeout)
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise RuleFileError(
+                path.name,
+                [
+                    RuleProblem(
+                        data.count(b"\n", 0, error.start) + 1,
+                        f"not UTF-8 text (byte {error.start}): save the file as UTF-8",
+                    )
+                ],
+            ) from error
+        return parse_rules(text, path.name, self.timeout)
 
     def get(self, slug: str) -> RuleSet | None:
         """Return the shop's active rules, reading the file again if it changed."""
@@ -64,22 +83,29 @@ class RuleBook:
             entry = self._entries.get(slug)
             if entry is not None and entry.signature == signature:
                 return entry.rules
-            return self._reload(slug, path, signature, entry)
+        # Checking a file probes its patterns, which can take seconds; other
+        # shops' workers must not wait for that, so it runs without the lock.
+        loaded = self._reload(slug, path, signature, entry)
+        with self._lock:
+            self._entries[slug] = loaded
+        return loaded.rules
 
     def _reload(
         self, slug: str, path: Path, signature: tuple[int, int], entry: _Entry | None
-    ) -> RuleSet | None:
+    ) -> _Entry:
         previous = entry.rules if entry is not None else None
         try:
             rules = self.load(path)
         except RuleFileError as error:
-            kept = "keeping the previous rules" if previous else "no rules in force"
-            log.error("rules for shop %s rejected, %s: %s", slug, kept, error)
-            self._entries[slug] = _Entry(signature, previous, error)
-            return previous
-        except OSError as error:
-            log.error("rules for shop %s unreadable at %s: %s", slug, path, error)
-            return previous
+            kept, source = self._fallback(slug, previous)
+            log.error("rules for shop %s rejected, %s: %s", slug, source, error)
+            return _Entry(signature, kept, error)
+        except (OSError, RecursionError, MemoryError) as error:
+            kept, source = self._fallback(slug, previous)
+            log.error(
+                "rules for shop %s unreadable at %s, %s: %s", slug, path, source, error
+            )
+            return _Entry(signature, kept, None)
         log.info(
             "rules for shop %s loaded from %s: %d field rules, %d kind patterns",
             slug,
@@ -87,8 +113,33 @@ class RuleBook:
             len(rules.fields),
             len(rules.kind_patterns),
         )
-        self._entries[slug] = _Entry(signature, rules, None)
-        return rules
+        self._keep_last_good(slug, path)
+        return _Entry(signature, rules, None)
+
+    def _fallback(
+        self, slug: str, previous: RuleSet | None
+    ) -> tuple[RuleSet | None, str]:
+        # A process that never loaded the shop's rules (it just started) takes
+        # the last good copy that an earlier process saved.
+        if previous is not None:
+            return previous, "keeping the previous rules"
+        copy = self.last_good_path(slug)
+        try:
+            return self.load(copy), f"using the last good rules from {copy}"
+        except (OSError, RuleFileError, RecursionError):
+            return None, "no rules in force"
+
+    def _keep_last_good(self, slug: str, path: Path) -> None:
+        target = self.last_good_path(slug)
+        try:
+            data = path.read_bytes()
+            if target.is_file() and target.read_bytes() == data:
+                return
+            temporary = target.with_name(f".{target.name}.tmp")
+            temporary.write_bytes(data)
+            os.replace(temporary, target)
+        except OSError as error:
+            log.warning("rules for shop %s: cannot save %s: %s", slug, target, error)
 
     def rejection(self, slug: str) -> RuleFileError | None:
         """Return the error of the shop's last rejected rule file, if any."""

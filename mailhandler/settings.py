@@ -92,6 +92,22 @@ class Settings(BaseSettings):
             "to about four times its size in memory while it is received."
         ),
     )
+    max_transfers_per_client: int = Field(
+        default=2,
+        ge=1,
+        description=(
+            "Messages one client address may transfer at once, so that one "
+            "client cannot take every transfer slot."
+        ),
+    )
+    smtp_data_max_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description=(
+            "Seconds one message's DATA may take in all, however steadily it "
+            "trickles in (1800 s carries 50 MiB at 29 KiB/s)."
+        ),
+    )
     smtp_command_timeout: float = Field(
         default=300.0,
         gt=0,
@@ -115,6 +131,13 @@ class Settings(BaseSettings):
     require_tls: bool = Field(
         default=False,
         description="Reject mail commands until the client has used STARTTLS.",
+    )
+    dkim_keys_file: Path | None = Field(
+        default=None,
+        description=(
+            "File of DKIM keys consulted before DNS, one per line: "
+            "<selector>._domainkey.<domain> <TXT record>."
+        ),
     )
     outbound: str = Field(
         default="file",

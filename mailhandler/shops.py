@@ -6,10 +6,10 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -19,10 +19,13 @@ from mailhandler.store.models import (
     DriftAlarm,
     InboundMessage,
     Notification,
+    NotificationState,
     OptOut,
     Order,
+    PollState,
     Shipment,
     ShipmentPoll,
+    ShipmentStatus,
     Shop,
     TrackingEvent,
     utcnow,
@@ -39,6 +42,11 @@ LANGUAGE_PATTERN = re.compile(r"^[a-z]{2}$")
 COLOR_PATTERN = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 SENDER_POLICIES = ("domain", "dkim")
 UNVERIFIED_POLICIES = ("quarantine", "reject")
+_FINAL_STATUSES = (
+    ShipmentStatus.DELIVERED,
+    ShipmentStatus.RETURNED,
+    ShipmentStatus.EXPIRED,
+)
 
 # 16 characters of a 32-letter alphabet: 80 random bits, and no letters that
 # a person copying the address could confuse.
@@ -173,6 +181,12 @@ def add_shop(
         with transaction(engine) as session:
             session.add(shop)
     except IntegrityError as error:
+        existing = get_shop(engine, slug)
+        if existing.removed_at is not None:
+            raise ShopError(
+                f"shop {slug!r} exists but was removed: 'bcctrack shop restore "
+                f"{slug}' brings it back"
+            ) from error
         raise ShopError(f"shop {slug!r} already exists") from error
     return shop
 
@@ -249,20 +263,46 @@ def rotate_token(engine: Engine, slug: str, grace: timedelta) -> Shop:
         raise ShopError("invalid grace period: it cannot be negative")
     with transaction(engine) as session:
         shop = _load(session, slug)
-        shop.previous_token = shop.token if grace else None
-        shop.previous_token_expires_at = utcnow() + grace if grace else None
+        now = utcnow()
+        # Earlier rotations keep their own grace periods; expired entries go.
+        retired = [
+            entry
+            for entry in shop.retired_tokens
+            if datetime.fromisoformat(entry["expires_at"]) > now
+        ]
+        if grace:
+            retired.append(
+                {"token": shop.token, "expires_at": (now + grace).isoformat()}
+            )
+        shop.retired_tokens = retired
         shop.token = new_token()
         session.add(shop)
         return shop
 
 
+def retired_addresses(shop: Shop, intake_domain: str) -> list[tuple[str, datetime]]:
+    """Return the shop's old addresses that still work, with their end."""
+    now = utcnow()
+    found = []
+    for entry in shop.retired_tokens:
+        expires = datetime.fromisoformat(entry["expires_at"])
+        if expires > now:
+            found.append((f"{shop.slug}-{entry['token']}@{intake_domain}", expires))
+    return found
+
+
 def remove_shop(engine: Engine, slug: str, purge: bool = False) -> None:
-    """Stop accepting the shop's mail; with ``purge``, delete all its data."""
+    """Stop the shop: no mail accepted, no polls, no updates.
+
+    The shop's data stays and ``restore_shop`` brings it back; with ``purge``
+    the data is deleted.
+    """
     with transaction(engine) as session:
         shop = _load(session, slug)
         if not purge:
             shop.removed_at = utcnow()
             session.add(shop)
+            _stop_activity(session, shop)
             return
         shop_id = shop.id
         shipments = select(col(Shipment.id)).where(col(Shipment.shop_id) == shop_id)
@@ -283,16 +323,56 @@ def remove_shop(engine: Engine, slug: str, purge: bool = False) -> None:
         session.delete(shop)
 
 
+def _stop_activity(session: Session, shop: Shop) -> None:
+    shipments = select(col(Shipment.id)).where(col(Shipment.shop_id) == shop.id)
+    session.execute(
+        update(ShipmentPoll)
+        .where(col(ShipmentPoll.shipment_id).in_(shipments))
+        .values(state=PollState.STOPPED)
+    )
+    session.execute(
+        update(Notification)
+        .where(
+            col(Notification.shop_id) == shop.id,
+            col(Notification.state) == NotificationState.PENDING,
+        )
+        .values(state=NotificationState.SUPPRESSED, reason="shop removed")
+    )
+
+
+def restore_shop(engine: Engine, slug: str) -> Shop:
+    """Accept a removed shop's mail again; its shipments are polled again."""
+    with transaction(engine) as session:
+        shop = _load(session, slug)
+        if shop.removed_at is None:
+            raise ShopError(f"shop {slug!r} is not removed")
+        shop.removed_at = None
+        session.add(shop)
+        shipments = select(col(Shipment.id)).where(
+            col(Shipment.shop_id) == shop.id,
+            col(Shipment.status).not_in(_FINAL_STATUSES),
+            col(Shipment.withdrawn_at).is_(None),
+        )
+        session.execute(
+            update(ShipmentPoll)
+            .where(col(ShipmentPoll.shipment_id).in_(shipments))
+            .values(state=PollState.ACTIVE, next_attempt_at=utcnow())
+        )
+        return shop
+
+
 def _token_matches(shop: Shop, token: str) -> bool:
     given = token.encode()
     if secrets.compare_digest(shop.token.encode(), given):
         return True
-    # The old address of a rotated token works until its grace period ends.
-    if shop.previous_token is None or shop.previous_token_expires_at is None:
-        return False
-    if utcnow() >= shop.previous_token_expires_at:
-        return False
-    return secrets.compare_digest(shop.previous_token.encode(), given)
+    # Old addresses of rotated tokens work until their grace periods end.
+    now = utcnow()
+    matched = False
+    for entry in shop.retired_tokens:
+        if datetime.fromisoformat(entry["expires_at"]) <= now:
+            continue
+        matched |= secrets.compare_digest(entry["token"].encode(), given)
+    return matched
 
 
 def find_recipient(

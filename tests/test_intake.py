@@ -6,7 +6,7 @@ import smtplib
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select, text, update
 from sqlmodel import Session
 
 from mailhandler.settings import Settings
@@ -148,22 +148,50 @@ def test_corpus_email_with_19kb_line_accepted(
     assert _stored(engine)[0].raw == raw
 
 
-def test_duplicate_message_id_stored_once(
+def _send(port: int, address: str, raw: bytes) -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        client.ehlo()
+        client.mail("orders@shop.example")
+        client.rcpt(address)
+        return client.data(raw)
+
+
+def test_retry_stored_once(engine: Engine, tmp_path: Path, address: str) -> None:
+    with running_intake(engine, _settings(tmp_path)) as port:
+        replies = [_send(port, address, _message(body="copy")) for _ in range(3)]
+    assert replies[0] == replies[1] == replies[2]
+    assert replies[0][0] == 250
+    assert len(_stored(engine)) == 1
+
+
+def test_same_message_id_after_processing_is_duplicate(
     engine: Engine, tmp_path: Path, address: str
 ) -> None:
-    replies = []
     with running_intake(engine, _settings(tmp_path)) as port:
-        for body in ("first copy", "retried copy"):
-            with smtplib.SMTP("127.0.0.1", port) as client:
-                client.ehlo()
-                client.mail("orders@shop.example")
-                client.rcpt(address)
-                replies.append(client.data(_message(body=body)))
-    assert replies[0] == replies[1]
-    assert replies[0][0] == 250
+        first = _send(port, address, _message(body="first copy"))
+        with Session(engine) as session, session.begin():
+            session.execute(update(InboundMessage).values(state=InboundState.PROCESSED))
+        resent = _send(port, address, _message(body="resent with a new date"))
+    assert first == resent
     stored = _stored(engine)
     assert len(stored) == 1
     assert b"first copy" in stored[0].raw
+
+
+def test_unverified_copy_keeps_other_variant(
+    engine: Engine, tmp_path: Path, address: str
+) -> None:
+    # A forged message with a copied Message-ID arrives first; the shop's own
+    # message must still be stored, or it would never be processed.
+    with running_intake(engine, _settings(tmp_path)) as port:
+        forged = _send(port, address, _message(body="forged copy"))
+        genuine = _send(port, address, _message(body="genuine copy"))
+        again = _send(port, address, _message(body="genuine copy"))
+    assert forged != genuine
+    assert genuine == again
+    stored = _stored(engine)
+    assert [m.raw.endswith(b"forged copy\r\n") for m in stored] == [True, False]
+    assert stored[1].message_id == stored[0].message_id
 
 
 def test_without_message_id_same_bytes_deduplicated(

@@ -447,3 +447,63 @@ def test_second_foreign_author_not_verified() -> None:
     authors = [Address("x@evil.test"), Address("orders@shop.example")]
     assert not check_sender_domain(["shop.example"], authors, "b@evil.test").verified
     assert check_sender_domain(["shop.example"], authors[1:], "").verified
+
+
+class NumberFromSubject(ScriptedExtractor):
+    """A shipping confirmation whose order and tracking number the subject gives."""
+
+    def __call__(self, message: ParsedMessage) -> Extraction:
+        order, number = message.subject.split()[-2:]
+        return Extraction(
+            kind=Kind.SHIPPING_CONFIRMATION,
+            order_number=order,
+            shipments=[ShipmentResult(number, "ups", None)],
+            customer=Customer(f"{order}@example.com", None),
+        )
+
+
+def _shipments(engine: Engine) -> list[Shipment]:
+    with Session(engine) as session:
+        return list(session.scalars(select(Shipment).order_by(Shipment.id)))
+
+
+def test_two_orders_one_number_each_get_shipment(
+    engine: Engine,
+    tmp_path: Path,
+    shop_id: int,
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    pipeline = make_pipeline(engine, _settings(tmp_path), extract=NumberFromSubject())
+    _receive(engine, shop_id, _raw("shipped A1 1ZSAME"))
+    _receive(engine, shop_id, _raw("shipped B2 1ZSAME"))
+    _drain(pipeline)
+    shipments = _shipments(engine)
+    assert [s.tracking_number for s in shipments] == ["1ZSAME", "1ZSAME"]
+    assert shipments[0].order_id != shipments[1].order_id
+    recipients = sorted(n.recipient for n in _notifications(engine))
+    assert recipients == ["A1@example.com", "B2@example.com"]
+
+
+def test_reprocess_withdraws_dropped_shipment(
+    engine: Engine,
+    tmp_path: Path,
+    shop_id: int,
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    first = make_pipeline(engine, _settings(tmp_path), extract=NumberFromSubject())
+    message_id = _receive(engine, shop_id, _raw("shipped A1 1ZWRONG"))
+    _drain(first)
+    # A rule fixed the number: the same message now names another one.
+    with Session(engine) as session, session.begin():
+        message = session.get(InboundMessage, message_id)
+        assert message is not None
+        message.raw = message.raw.replace(b"1ZWRONG", b"1ZRIGHT")
+        session.add(message)
+    assert requeue(engine, message_ids=[message_id]) == [message_id]
+    _drain(first)
+    wrong, right = _shipments(engine)
+    assert wrong.tracking_number == "1ZWRONG"
+    assert wrong.withdrawn_at is not None
+    assert right.tracking_number == "1ZRIGHT"
+    assert right.withdrawn_at is None
+    assert right.order_id == wrong.order_id

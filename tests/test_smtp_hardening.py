@@ -438,3 +438,74 @@ def test_long_command_line_bounded(
         assert client.reply().startswith(b"250")
         client.close()
     assert len(_stored(sqlite_engine)) == 1
+
+
+def test_trickling_data_stopped_at_deadline(
+    sqlite_engine: Engine,
+    tmp_path: Path,
+    address: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = _settings(tmp_path, smtp_data_timeout=0.5, smtp_data_max_seconds=1.0)
+    with running_intake(sqlite_engine, settings) as port:
+        client = LineClient(port)
+        client.command(b"EHLO client.example")
+        client.command(b"MAIL FROM:<orders@shop.example>")
+        client.command(b"RCPT TO:<" + address.encode() + b">")
+        client.command(b"DATA")
+        client.send(HEADER)
+        # One byte every 0.2 s keeps the idle timer from ever firing.
+        for _ in range(10):
+            try:
+                client.send(b"x")
+            except OSError:
+                break
+            time.sleep(0.2)
+        assert client.reply().startswith(b"421 4.4.2 Message transfer took too long")
+        client.close()
+    assert _stored(sqlite_engine) == []
+    assert "DATA took longer than 1 s" in caplog.text
+
+
+def test_sender_with_nul_rejected_at_mail(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    with running_intake(sqlite_engine, _settings(tmp_path)) as port:
+        client = LineClient(port)
+        client.command(b"EHLO client.example")
+        assert client.command(b"MAIL FROM:<\x00a@shop.example>").startswith(b"553")
+        assert client.command(b"MAIL FROM:<a@shop.example>").startswith(b"250")
+        client.close()
+
+
+def test_no_auth_offered_after_starttls(
+    sqlite_engine: Engine, tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    settings, context = _tls_settings(tmp_path, certificate_authority)
+    with (
+        running_intake(sqlite_engine, settings) as port,
+        smtplib.SMTP("127.0.0.1", port) as client,
+    ):
+        client.starttls(context=context)
+        client.ehlo()
+        assert not client.has_extn("auth")
+
+
+def test_limit_replies_logged(
+    sqlite_engine: Engine,
+    tmp_path: Path,
+    address: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with running_intake(
+        sqlite_engine, _settings(tmp_path, max_message_size=1000)
+    ) as port:
+        client = LineClient(port)
+        client.command(b"EHLO client.example")
+        assert client.command(b"MAIL FROM:<a@shop.example> SIZE=5000").startswith(
+            b"552"
+        )
+        assert client.command(b"RCPT TO:<").startswith(b"5")
+        client.close()
+    assert "552 Error: message size exceeds" in caplog.text
+    assert "Traceback" not in caplog.text

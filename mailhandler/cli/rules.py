@@ -39,6 +39,8 @@ def _load(book: RuleBook, path: Path) -> RuleSet:
         return book.load(path)
     except RuleFileError as error:
         raise click.ClickException(str(error)) from error
+    except OSError as error:
+        raise click.ClickException(f"cannot read {path}: {error.strerror}") from error
 
 
 def _sandbox(settings: Settings) -> Sandbox:
@@ -73,16 +75,17 @@ def check(state: CliState, files: tuple[Path, ...]) -> None:
     for path in files:
         try:
             rule_set = book.load(path)
-        except FileNotFoundError:
-            click.echo(f"{path}: not found")
+        except OSError as error:
+            click.echo(f"{path}: cannot read it: {error.strerror}")
             failed = True
         except RuleFileError as error:
             click.echo(str(error).replace(error.name, str(path), 1))
             failed = True
         else:
+            empty = "" if rule_set.fields or rule_set.kind_patterns else " (empty)"
             click.echo(
                 f"{path}: valid, {len(rule_set.fields)} field rules, "
-                f"{len(rule_set.kind_patterns)} kind patterns"
+                f"{len(rule_set.kind_patterns)} kind patterns{empty}"
             )
     if failed:
         raise SystemExit(1)

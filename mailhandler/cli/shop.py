@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mailhandler.cli.common import CliState, pass_state, print_json_line
+from mailhandler.render import available_languages
 from mailhandler.shops import (
     SENDER_POLICIES,
     UNVERIFIED_POLICIES,
@@ -19,10 +20,12 @@ from mailhandler.shops import (
     get_shop,
     list_shops,
     remove_shop,
+    restore_shop,
+    retired_addresses,
     rotate_token,
     update_shop,
 )
-from mailhandler.store.models import Shop, utcnow
+from mailhandler.store.models import Shop
 
 
 @click.group()
@@ -44,7 +47,10 @@ def shop() -> None:
     "--language",
     default="en",
     show_default=True,
-    help="ISO 639-1 code of the language for customer updates.",
+    help=(
+        "ISO 639-1 code of the shop's language: customer updates use the "
+        "language of the shop's email when texts exist for it, else this one."
+    ),
 )
 @pass_state
 def add(
@@ -61,6 +67,7 @@ def add(
     except ShopError as error:
         raise click.ClickException(str(error)) from error
     click.echo(bcc_address(created, settings.intake_domain))
+    _warn_language(created.language)
     click.echo(
         f"Shop {created.slug!r} ({created.name}) added. Add the address above as a "
         "BCC to the shop's order and shipping emails.",
@@ -68,14 +75,21 @@ def add(
     )
 
 
+def _warn_language(language: str) -> None:
+    available = available_languages()
+    if language not in available:
+        click.echo(
+            f"warning: no update texts in {language!r}; customer updates of this "
+            f"shop fall back to English (texts exist for {', '.join(available)})",
+            err=True,
+        )
+
+
 def _shop_json(item: Shop, intake_domain: str) -> dict[str, Any]:
-    expires = item.previous_token_expires_at
-    previous = None
-    if item.previous_token and expires is not None and expires > utcnow():
-        previous = {
-            "address": f"{item.slug}-{item.previous_token}@{intake_domain}",
-            "valid_until": expires.isoformat(timespec="seconds"),
-        }
+    previous = [
+        {"address": address, "valid_until": until.isoformat(timespec="seconds")}
+        for address, until in retired_addresses(item, intake_domain)
+    ]
     return {
         "slug": item.slug,
         "name": item.name,
@@ -87,7 +101,7 @@ def _shop_json(item: Shop, intake_domain: str) -> dict[str, Any]:
         "outbound": item.outbound,
         "sender_policy": item.sender_policy,
         "unverified_policy": item.unverified_policy,
-        "previous_address": previous,
+        "previous_addresses": previous,
         "removed": item.removed_at is not None,
     }
 
@@ -189,6 +203,8 @@ def update(
         item = update_shop(engine, slug, changes)
     except ShopError as error:
         raise click.ClickException(str(error)) from error
+    if language is not None:
+        _warn_language(item.language)
     click.echo(json.dumps(_shop_json(item, settings.intake_domain), indent=2))
 
 
@@ -210,11 +226,13 @@ def rotate(state: CliState, slug: str, grace_hours: float) -> None:
     except ShopError as error:
         raise click.ClickException(str(error)) from error
     click.echo(bcc_address(item, settings.intake_domain))
-    if item.previous_token_expires_at is not None:
-        until = item.previous_token_expires_at.isoformat(timespec="minutes")
-        click.echo(f"The old address works until {until}.", err=True)
-    else:
-        click.echo("The old address no longer works.", err=True)
+    old = retired_addresses(item, settings.intake_domain)
+    if not old:
+        click.echo("The old addresses no longer work.", err=True)
+    for address, until in old:
+        click.echo(
+            f"{address} works until {until.isoformat(timespec='minutes')}.", err=True
+        )
 
 
 @shop.command("remove")
@@ -227,7 +245,11 @@ def rotate(state: CliState, slug: str, grace_hours: float) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_state
 def remove(state: CliState, slug: str, purge: bool, yes: bool) -> None:
-    """Stop accepting mail for shop SLUG (its data stays unless --purge)."""
+    """Stop shop SLUG: no mail accepted, no polls, no customer updates.
+
+    Its data stays (and 'bcctrack shop restore' brings it back) unless
+    --purge deletes it.
+    """
     _, engine = state.open()
     what = "delete shop {!r} and all its data" if purge else "remove shop {!r}"
     if not yes:
@@ -237,3 +259,16 @@ def remove(state: CliState, slug: str, purge: bool, yes: bool) -> None:
     except ShopError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"Shop {slug!r} {'purged' if purge else 'removed'}.")
+
+
+@shop.command("restore")
+@click.argument("slug")
+@pass_state
+def restore(state: CliState, slug: str) -> None:
+    """Accept mail for removed shop SLUG again and poll its open shipments."""
+    settings, engine = state.open()
+    try:
+        item = restore_shop(engine, slug)
+    except ShopError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(bcc_address(item, settings.intake_domain))

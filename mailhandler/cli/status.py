@@ -22,14 +22,22 @@ def status(state: CliState, as_json: bool) -> None:
     report = status_report(engine)
     book = RuleBook(settings.rules_folder, settings.rule_timeout)
     rule_problems = {}
-    for shop in list_shops(engine):
-        path = book.active_path(shop.slug)
+    slugs = {shop.slug for shop in list_shops(engine, include_removed=True)}
+    for slug in sorted(slugs):
+        path = book.active_path(slug)
         if not path.is_file():
             continue
         try:
             book.load(path)
         except RuleFileError as error:
-            rule_problems[shop.slug] = [str(p) for p in error.problems]
+            rule_problems[slug] = [str(p) for p in error.problems]
+        except OSError as error:
+            rule_problems[slug] = [f"unreadable: {error}"]
+    report["rule_files_without_shop"] = sorted(
+        path.name
+        for path in book.folder.glob("*.toml")
+        if not path.name.endswith(".draft.toml") and path.stem not in slugs
+    )
     report["rule_files_rejected"] = rule_problems
     if as_json:
         click.echo(json.dumps(report))
@@ -48,6 +56,14 @@ def status(state: CliState, as_json: bool) -> None:
         ids = ", ".join(str(i) for i in alarm["message_ids"])
         click.echo(f"  {alarm['shop']}: {alarm['detail']} (messages {ids})")
     for slug, problems in rule_problems.items():
-        click.echo(f"rule file of {slug} rejected, older rules stay in force:")
+        fallback = book.last_good_path(slug)
+        kept = (
+            f"the service keeps the rules it has, or uses {fallback.name}"
+            if fallback.is_file()
+            else "a service that starts now runs without rules for this shop"
+        )
+        click.echo(f"rule file of {slug} rejected ({kept}):")
         for problem in problems:
             click.echo(f"  {problem}")
+    for name in report["rule_files_without_shop"]:
+        click.echo(f"rule file {name} names no shop: check the file name's slug")

@@ -10,7 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -80,13 +80,38 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
-        if is_postgresql(engine):
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
-            )
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        sqlite = not is_postgresql(engine)
+        if sqlite:
+            # Migrations rebuild SQLite tables (drop the old, rename the new),
+            # which enforced foreign keys forbid. The pragma only takes
+            # effect outside a transaction, so it goes to the driver
+            # connection before SQLAlchemy begins one.
+            _driver(connection).execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                if not sqlite:
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:id)"),
+                        {"id": _MIGRATION_LOCK_ID},
+                    )
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                if sqlite:
+                    _check_foreign_keys(connection)
+        finally:
+            if sqlite:
+                _driver(connection).execute("PRAGMA foreign_keys=ON")
+
+
+def _driver(connection: Connection) -> Any:
+    return connection.connection.driver_connection
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise StoreError(f"migration left broken foreign keys: {broken[:5]}")
 
 
 def open_store(url: str) -> Engine:

@@ -58,6 +58,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+# SQLite reuses the highest row id after rows are deleted (a purged shop);
+# AUTOINCREMENT never hands out an id twice, so queue ids, Message-IDs of
+# updates and opt-out tokens stay unique. PostgreSQL ignores the option.
+_AUTOINCREMENT = {"sqlite_autoincrement": True}
+
+
 class InboundState(StrEnum):
     """The pipeline state of an inbound message."""
 
@@ -116,6 +122,8 @@ class OrderState(StrEnum):
 class Shop(SQLModel, table=True):
     """A tenant: one BCC address, sender domains, language and branding."""
 
+    __table_args__ = (_AUTOINCREMENT,)
+
     id: int | None = Field(default=None, primary_key=True)
     slug: str = Field(unique=True, index=True, max_length=64)
     name: str = Field(max_length=200)
@@ -124,10 +132,10 @@ class Shop(SQLModel, table=True):
     language: str = Field(default="en", max_length=8)
     brand_color: str = Field(default="#1f2937", max_length=32)
     logo_url: str | None = Field(default=None, max_length=2000)
-    # After a token rotation the old address works until this time.
-    previous_token: str | None = Field(default=None, max_length=64)
-    previous_token_expires_at: datetime | None = Field(
-        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    # Tokens replaced by a rotation, each working until its grace period
+    # ends: [{"token": "...", "expires_at": "<ISO 8601 UTC>"}].
+    retired_tokens: list[dict[str, str]] = Field(
+        default_factory=list, sa_column=Column(JSON)
     )
     # How a message proves it is the shop's: "domain" or "dkim".
     sender_policy: str = Field(default="domain", max_length=16)
@@ -151,12 +159,16 @@ class InboundMessage(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("shop_id", "dedup_key", name="uq_inbound_shop_dedup"),
         Index("ix_inbound_queue", "state", "next_attempt_at"),
+        _AUTOINCREMENT,
     )
 
     id: int | None = Field(default=None, primary_key=True)
     shop_id: int = Field(foreign_key="shop.id", index=True)
     # "mid:<Message-ID>", or "sha256:<hex of the raw bytes>" without one.
     dedup_key: str = Field(max_length=1000)
+    # SHA-256 of the raw bytes, to tell a retry from a different message
+    # that carries the same Message-ID.
+    sha256: str | None = Field(default=None, max_length=64)
     message_id: str | None = Field(default=None, max_length=1000)
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     size: int
@@ -199,6 +211,7 @@ class Order(SQLModel, table=True):
     __tablename__ = "shop_order"
     __table_args__ = (
         UniqueConstraint("shop_id", "order_number", name="uq_order_shop_number"),
+        _AUTOINCREMENT,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -220,7 +233,12 @@ class Shipment(SQLModel, table=True):
     """One tracking number at one carrier, belonging to an order."""
 
     __table_args__ = (
-        UniqueConstraint("shop_id", "tracking_number", name="uq_shipment_shop_number"),
+        # One number can be a shipment of two orders (a combined parcel, or
+        # a number the carrier issues again later).
+        UniqueConstraint(
+            "shop_id", "tracking_number", "order_id", name="uq_shipment_order_number"
+        ),
+        _AUTOINCREMENT,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -243,12 +261,19 @@ class Shipment(SQLModel, table=True):
     estimated_delivery: date | None = Field(
         default=None, sa_column=Column(Date(), nullable=True)
     )
+    # Set when the message that named the shipment was processed again and
+    # no longer names it (a rule fixed a wrong number): no polls, no updates.
+    withdrawn_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
 
 
 class TrackingEvent(SQLModel, table=True):
     """One carrier checkpoint, or a status taken from an email."""
 
     __tablename__ = "tracking_event"
+
+    __table_args__ = (_AUTOINCREMENT,)
 
     id: int | None = Field(default=None, primary_key=True)
     shipment_id: int = Field(foreign_key="shipment.id", index=True)
@@ -273,6 +298,7 @@ class Notification(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("shipment_id", "update", name="uq_notification_once"),
         Index("ix_notification_queue", "state", "next_attempt_at"),
+        _AUTOINCREMENT,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -316,6 +342,8 @@ class DriftAlarm(SQLModel, table=True):
 
     __tablename__ = "drift_alarm"
 
+    __table_args__ = (_AUTOINCREMENT,)
+
     id: int | None = Field(default=None, primary_key=True)
     shop_id: int = Field(foreign_key="shop.id", index=True)
     kind: str = Field(max_length=32)
@@ -348,7 +376,10 @@ class ShipmentPoll(SQLModel, table=True):
     """
 
     __tablename__ = "shipment_poll"
-    __table_args__ = (Index("ix_shipment_poll_queue", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_shipment_poll_queue", "state", "next_attempt_at"),
+        _AUTOINCREMENT,
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     shipment_id: int = Field(foreign_key="shipment.id", unique=True)
@@ -384,6 +415,7 @@ class CarrierAccount(SQLModel, table=True):
     __tablename__ = "carrier_account"
     __table_args__ = (
         UniqueConstraint("adapter", "credential", name="uq_carrier_account"),
+        _AUTOINCREMENT,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -413,6 +445,7 @@ class CarrierCredential(SQLModel, table=True):
     __tablename__ = "carrier_credential"
     __table_args__ = (
         UniqueConstraint("shop_id", "adapter", name="uq_carrier_credential"),
+        _AUTOINCREMENT,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -431,7 +464,10 @@ class OptOut(SQLModel, table=True):
     """An address that gets no more customer updates from one shop."""
 
     __tablename__ = "opt_out"
-    __table_args__ = (UniqueConstraint("shop_id", "address", name="uq_opt_out"),)
+    __table_args__ = (
+        UniqueConstraint("shop_id", "address", name="uq_opt_out"),
+        _AUTOINCREMENT,
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     shop_id: int = Field(foreign_key="shop.id", index=True)
@@ -448,6 +484,8 @@ class StatusFile(SQLModel, table=True):
     """A carrier status file that was imported, once per content."""
 
     __tablename__ = "status_file"
+
+    __table_args__ = (_AUTOINCREMENT,)
 
     id: int | None = Field(default=None, primary_key=True)
     sha256: str = Field(max_length=64, unique=True)

@@ -169,5 +169,19 @@ def test_catastrophic_pattern_stopped_at_run_time() -> None:
     started = time.monotonic()
     extraction = extract(email, rules)
     assert time.monotonic() - started < 5
-    assert any("timed out" in defect for defect in extraction.defects)
+    assert any("rule [order_number]" in defect for defect in extraction.defects)
     assert extraction.order_number is None
+
+
+def test_slow_rule_stopped_by_email_budget() -> None:
+    # Each match stays under the per-match limit, but a long email has many
+    # lines; the rule set's budget for the email stops it.
+    rules = parse_rules(
+        "[order_number]\nregex = '(?:\\w|\\d){0,20}(?:\\w|\\d){0,20}$'\n",
+        "slow.toml",
+        timeout=0.05,
+    )
+    lines = b"\n".join(b"word" * 50 + b"!" for _ in range(20_000))
+    email = b"From: a@shop.example\nSubject: s\n\n" + lines + b"\n"
+    extraction = extract(email, rules)
+    assert any("used up their 0.5 s" in defect for defect in extraction.defects)
