@@ -210,3 +210,19 @@ def test_encoded_display_name_keeps_address() -> None:
 def test_order_number_after_confirmation_hash() -> None:
     raw = message("Thank you for your order!", subject="Order confirmation #12345")
     assert extract(raw).order_number == "12345"
+
+
+def test_quoted_original_message_is_no_forward() -> None:
+    raw = (
+        "From: Acme Support <support@acme.example>\nTo: Bob Buyer <bob@example.org>\n"
+        "Subject: RE: Where is my order #8801?\nMIME-Version: 1.0\n"
+        "Content-Type: text/plain; charset=utf-8\n\n"
+        "Hi Bob,\nyour order #8801 has shipped with UPS today.\n"
+        f"Tracking number: {UPS}\n\n-----Original Message-----\n"
+        "From: Bob Buyer <bob@example.org>\nSent: Monday, December 2, 2024 9:00\n"
+        "To: support@acme.example\nSubject: Where is my order #8801?\n\n"
+        "Hi, when will my order ship?\n"
+    ).encode()
+    result = extract(raw)
+    assert result.customer.email == "bob@example.org"
+    assert numbers(raw) == [UPS]
