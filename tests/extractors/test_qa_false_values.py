@@ -226,3 +226,21 @@ def test_quoted_original_message_is_no_forward() -> None:
     result = extract(raw)
     assert result.customer.email == "bob@example.org"
     assert numbers(raw) == [UPS]
+
+
+@pytest.mark.parametrize(
+    "placeholder", ["N/A", "To be confirmed", "0", "{{ tracking_number }}"]
+)
+def test_json_ld_placeholder_not_tracking(placeholder: str) -> None:
+    markup = (
+        '{"@context": "http://schema.org", "@type": "ParcelDelivery", '
+        '"carrier": {"@type": "Organization", "name": "UPS"}, '
+        f'"trackingNumber": "{placeholder}", '
+        '"partOfOrder": {"@type": "Order", "orderNumber": "9901"}}'
+    )
+    raw = message(
+        f'<html><head><script type="application/ld+json">{markup}</script></head>'
+        "<body><p>Your order #9901 has shipped.</p></body></html>",
+        content_type="text/html; charset=utf-8",
+    )
+    assert numbers(raw) == []
