@@ -1,16 +1,21 @@
 """Extraction throughput on one core, beside a mail-parser + BeautifulSoup baseline.
 
-Usage: python bench/extract.py [CORPUS_DIR] [--rounds N]
+Usage: python bench/extract.py [CORPUS_DIR] [--rounds N] [--hostile]
 
 The baseline parses each email with mail-parser and turns its HTML parts into
 text with BeautifulSoup's lxml parser: the least any extractor must do. Both
 run in this process, one after the other, over the same bytes, so that the
 ratio does not depend on the machine.
+
+``--hostile`` instead times generated hostile messages at two sizes, the
+second four times the first: linear cost grows about four times, quadratic
+cost sixteen times.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,11 +46,75 @@ def measure(
     return len(emails) * rounds / (time.perf_counter() - started)
 
 
+def _message(body: str, content_type: str = "text/html") -> bytes:
+    return (
+        "From: Shop <orders@shop.example>\nTo: anna@customer.example\n"
+        "Subject: Your order has shipped\n"
+        f"Content-Type: {content_type}; charset=utf-8\n\n{body}\n"
+    ).encode()
+
+
+HOSTILE: dict[str, Callable[[int], bytes]] = {
+    "UPS links": lambda n: _message(
+        "".join(
+            f'<a href="https://www.ups.com/track?tracknum=1Z999AA1{i:010d}">x</a>'
+            for i in range(n)
+        )
+    ),
+    "digit groups (1 1 1 ...)": lambda n: _message("1 " * (n * 100), "text/plain"),
+    "tracking labels": lambda n: _message(
+        "\n".join(f"Tracking number: 1Z999AA1{i:010d}" for i in range(n)),
+        "text/plain",
+    ),
+    "label cells": lambda n: _message(
+        "<table>"
+        + "".join(f"<tr><td>Kundennummer</td><td>{i:010d}</td></tr>" for i in range(n))
+        + "</table>"
+    ),
+    "forward markers": lambda n: _message(
+        "-----Original Message-----\nTo: c@d.example\nhi\n" * n, "text/plain"
+    ),
+    "progress bar lines": lambda n: _message("Shipped\nDelivered\n" * n, "text/plain"),
+}
+
+
+def _seconds(raw: bytes) -> float:
+    started = time.perf_counter()
+    extract(raw)
+    return time.perf_counter() - started
+
+
+def hostile(size: int) -> None:
+    """Print the extraction time of each hostile message at two sizes."""
+    print(f"{'input':<26} {'n':>7} {'seconds':>8} {'4n':>7} {'seconds':>8} growth")
+    for name, make in HOSTILE.items():
+        first = _seconds(make(size))
+        second = _seconds(make(4 * size))
+        print(
+            f"{name:<26} {size:>7} {first:>8.2f} {4 * size:>7} {second:>8.2f} "
+            f"{second / first:>6.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--rounds", type=int, default=5, help="passes over the corpus")
+    parser.add_argument(
+        "--hostile",
+        type=int,
+        nargs="?",
+        const=5000,
+        default=None,
+        metavar="N",
+        help="time generated hostile messages of N and 4N items (default N: 5000)",
+    )
     options = parser.parse_args()
+    # mail-parser warns about every part that is neither text nor HTML.
+    logging.getLogger("mailparser").setLevel(logging.ERROR)
+    if options.hostile is not None:
+        hostile(options.hostile)
+        return
     emails = [path.read_bytes() for path in sorted(options.corpus.rglob("*.eml"))]
     if not emails:
         parser.error(f"no .eml files under {options.corpus}")

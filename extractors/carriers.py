@@ -93,6 +93,9 @@ class Carrier:
     tracking_url: str
     links: tuple[re.Pattern[str], ...]
     formats: tuple[NumberFormat, ...] = field(default=())
+    # Languages of the emails in which a name this carrier shares with
+    # another one ("DHL") most likely means this carrier.
+    languages: tuple[str, ...] = field(default=())
 
 
 def _check_spec(raw: dict[str, Any], where: str) -> CheckSpec:
@@ -137,6 +140,7 @@ def _carrier(slug: str, raw: dict[str, Any]) -> Carrier:
             tracking_url=raw["tracking_url"],
             links=tuple(re.compile(link, re.IGNORECASE) for link in raw["links"]),
             formats=tuple(_number_format(slug, f) for f in raw.get("formats", [])),
+            languages=tuple(raw.get("languages", [])),
         )
     except (KeyError, re.error) as error:
         raise CarrierDataError(
@@ -227,35 +231,118 @@ def carrier_for_domain(domain: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Name:
+    printed: str
+    slugs: tuple[str, ...]
+
+
+@cache
+def _slugs_by_name() -> dict[str, _Name]:
+    """Return each carrier name by its casefolded text, with every carrier it names.
+
+    A name may belong to several carriers: "DHL" names DHL Express and DHL
+    Paket alike, and the number's format or the email's language decides.
+    """
+    table: dict[str, _Name] = {}
+    for carrier in carriers().values():
+        for name in carrier.names:
+            key = name.casefold()
+            known = table.get(key)
+            if known is None:
+                table[key] = _Name(name, (carrier.slug,))
+            elif carrier.slug not in known.slugs:
+                table[key] = _Name(known.printed, (*known.slugs, carrier.slug))
+    return table
+
+
 @cache
 def _names_pattern() -> re.Pattern[str]:
     # All-capital names (UPS, DPD, GLS) match only in capitals, so that
     # the words "ups" or "gls" inside prose do not name a carrier.
     parts = []
-    for carrier in carriers().values():
-        for name in carrier.names:
-            escaped = re.escape(name)
-            if name.isupper():
-                parts.append(f"(?-i:{escaped})")
-            else:
-                parts.append(escaped)
+    first = set()
+    for name in _slugs_by_name().values():
+        escaped = re.escape(name.printed)
+        parts.append(f"(?-i:{escaped})" if name.printed.isupper() else escaped)
+        first.add(re.escape(name.printed[0]))
     parts.sort(key=len, reverse=True)
-    return re.compile(r"(?<![\w@./])(?:" + "|".join(parts) + r")(?![\w@])", re.I)
-
-
-@cache
-def _slug_by_name() -> dict[str, str]:
-    table: dict[str, str] = {}
-    for carrier in carriers().values():
-        for name in carrier.names:
-            table.setdefault(name.casefold(), carrier.slug)
-    return table
+    # The lookahead rejects most positions with one character test.
+    ahead = "(?=[" + "".join(sorted(first)) + "])"
+    return re.compile(
+        ahead + r"(?<![\w@./])(?:" + "|".join(parts) + r")(?![\w@])", re.I
+    )
 
 
 def find_carrier_names(text: str) -> list[tuple[str, int, str]]:
-    """Return (slug, offset, name as printed) for each carrier name in ``text``."""
-    table = _slug_by_name()
+    """Return (slug, offset, name as printed) for each carrier name in ``text``.
+
+    A name shared by several carriers yields one tuple per carrier, at the
+    same offset, in the order of the carrier definitions.
+    """
+    table = _slugs_by_name()
     return [
-        (table[match.group().casefold()], match.start(), match.group())
+        (slug, match.start(), match.group())
         for match in _names_pattern().finditer(text)
+        for slug in table[match.group().casefold()].slugs
     ]
+
+
+def carrier_name_at(text: str, position: int) -> tuple[tuple[str, ...], int] | None:
+    """Return the carriers a name at ``text[position:]`` names, and its end."""
+    match = _names_pattern().match(text, position)
+    if match is None:
+        return None
+    return _slugs_by_name()[match.group().casefold()].slugs, match.end()
+
+
+_CHECK_RANK = {CheckResult.PASSED: 3, CheckResult.NONE: 2, CheckResult.FAILED: 1}
+
+
+def check_rank(matches: list[FormatMatch]) -> int:
+    """Rank the best check result among ``matches``: passed 3, none 2, failed 1.
+
+    A number that fits no format ranks 0.
+    """
+    return max((_CHECK_RANK[m.check] for m in matches), default=0)
+
+
+def carrier_for_number(number: str, slugs: tuple[str, ...]) -> str | None:
+    """Return the one carrier of ``slugs`` whose formats ``number`` fits best.
+
+    None when the number fits none of their formats, or fits two of them
+    equally well.
+    """
+    best: dict[str, int] = {}
+    for found in match_formats(number):
+        if found.carrier in slugs:
+            rank = _CHECK_RANK[found.check]
+            best[found.carrier] = max(rank, best.get(found.carrier, 0))
+    if not best:
+        return None
+    top = max(best.values())
+    winners = [slug for slug, rank in best.items() if rank == top]
+    return winners[0] if len(winners) == 1 else None
+
+
+def carrier_for_language(slugs: list[str], language: str | None) -> str | None:
+    """Return the carrier among ``slugs`` whose emails are in ``language``.
+
+    This decides a name that several carriers share when nothing else does;
+    without a carrier for that language, the first of ``slugs`` is returned.
+    """
+    if not slugs:
+        return None
+    for slug in slugs:
+        known = carriers().get(slug)
+        if known is not None and language in known.languages:
+            return slug
+    return slugs[0]
+
+
+def shared_name(slugs: list[str]) -> bool:
+    """Return whether one carrier name printed in an email names all of ``slugs``."""
+    named = set(slugs)
+    return len(named) > 1 and any(
+        named <= set(name.slugs) for name in _slugs_by_name().values()
+    )

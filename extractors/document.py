@@ -2,7 +2,11 @@
 
 A forwarded email is read as the message it forwards: an attached
 message/rfc822, or the block after an inline "forwarded message" marker,
-whose From, To and Subject lines stand for the original's headers.
+whose From, To and Subject lines stand for the original's headers. A forward
+is the forwarded message with at most a short note above it. Outlook prints
+the same "Original Message" marker above the message that a reply quotes. A
+reply has its own content above the marker and the old message below it, so
+there the quoted block is dropped instead.
 """
 
 from __future__ import annotations
@@ -63,6 +67,12 @@ class Document:
 _FORWARD_SUBJECT = re.compile(
     r"^\s*(?:fwd?|wg|tr|rv|i|vs|vb|fw|doorst|enc|pd|pdf|vl|přeposlat)\s*:", re.I
 )
+_REPLY_SUBJECT = re.compile(
+    r"^\s*(?:re|aw|antw|antwort|sv|odp|res|rif|r|vá|ynt)\s*(?:\[\d+\])?\s*:", re.I
+)
+# The maximum length, in characters, of a forwarder's note around a
+# forwarded message. Longer text is a message of its own.
+_FORWARD_NOTE_LIMIT = 400
 _PLAIN_URL = re.compile(r"https?://[^\s<>\"'\])]+", re.IGNORECASE)
 _QUOTE_PREFIX = re.compile(r"^(?:>\s?)+")
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
@@ -144,63 +154,149 @@ def _forwarded_headers(lines: list[Line]) -> dict[str, str]:
     return found
 
 
-def _first_address(value: str) -> Address | None:
-    match = _EMAIL.search(value)
-    if match is None:
-        return None
-    for address in header_addresses(value.replace("\n", " ")):
-        if address.email == match.group():
-            return address
-    return Address(email=match.group())
+def _same_domain(first: str, second: str) -> bool:
+    return (
+        first == second or first.endswith("." + second) or second.endswith("." + first)
+    )
+
+
+def choose_recipient(
+    recipients: list[Address], sender: Address | None
+) -> Address | None:
+    """Return the first recipient outside the sender's own domain, else the first.
+
+    Shops copy their own archive or service addresses into To: beside the
+    customer.
+    """
+    domain = sender.domain if sender is not None else ""
+    for recipient in recipients:
+        if not domain or not _same_domain(recipient.domain, domain):
+            return recipient
+    return recipients[0] if recipients else None
+
+
+def _addresses_in(value: str) -> list[Address]:
+    # The value may run on into the forwarded body: take the addresses the
+    # text shows, with their display names where the header parser finds them.
+    named = {address.email: address for address in header_addresses(value)}
+    found = dict.fromkeys(match.group() for match in _EMAIL.finditer(value))
+    return [named.get(email, Address(email=email)) for email in found]
+
+
+def _is_reply(document: Document, index: int) -> bool:
+    """Return whether the marker at ``document.lines[index]`` opens a quoted reply."""
+    subject = document.subject
+    if _REPLY_SUBJECT.match(subject) and not _FORWARD_SUBJECT.match(subject):
+        return True
+    location = document.lines[index].location
+    above = sum(
+        len(line.text) for line in document.lines[:index] if line.location == location
+    )
+    if above > _FORWARD_NOTE_LIMIT:
+        return True
+    below = [line for line in document.lines[index + 1 :] if line.location == location]
+    headers = _header_block_length(below)
+    return above > sum(len(line.text) for line in below[headers:])
+
+
+def _header_block_length(lines: list[Line]) -> int:
+    """Return how many of ``lines`` are the header lines of a quoted block."""
+    names = {
+        name
+        for header in ("from", "to", "date", "subject")
+        for name in languages.header_names(header)
+    } | {"cc", "bcc", "reply-to"}
+    count = 0
+    for line in lines[:_FORWARD_HEADER_LINES]:
+        match = _HEADER_LINE.match(line.text)
+        if match is None or match.group("name").strip().casefold() not in names:
+            break
+        count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class _Marker:
+    """A forward marker line with the headers of the block below it."""
+
+    index: int
+    headers: dict[str, str]
+    recipients: list[Address]
+
+
+def _first_markers(document: Document) -> dict[str, _Marker]:
+    """Return, per part, its first marker whose block names a recipient."""
+    markers: dict[str, _Marker] = {}
+    for index, line in enumerate(document.lines):
+        if line.location in markers or not _is_forward_marker(line.text):
+            continue
+        window = document.lines[index + 1 : index + 1 + _FORWARD_HEADER_LINES]
+        headers = _forwarded_headers(
+            [later for later in window if later.location == line.location]
+        )
+        recipients = _addresses_in(headers.get("to", ""))
+        if recipients:
+            markers[line.location] = _Marker(index, headers, recipients)
+    return markers
+
+
+def _read_forward(document: Document, marker: _Marker) -> None:
+    forwarded_from = _addresses_in(marker.headers.get("from", ""))
+    sender = forwarded_from[0] if forwarded_from else document.sender
+    document.forwarded = document.lines[marker.index].text
+    document.recipient = choose_recipient(marker.recipients, sender)
+    document.sender = sender
+    if marker.headers.get("subject"):
+        document.subject = clean_text(marker.headers["subject"]).strip()
 
 
 def _apply_inline_forward(document: Document) -> None:
-    for index, line in enumerate(document.lines):
-        if not _is_forward_marker(line.text):
-            continue
-        following = [
-            later
-            for later in document.lines[index + 1 :]
-            if later.location == line.location
-        ]
-        headers = _forwarded_headers(following)
-        recipient = _first_address(headers.get("to", ""))
-        if recipient is None:
-            continue
-        document.forwarded = line.text
-        document.recipient = recipient
-        document.sender = _first_address(headers.get("from", "")) or document.sender
-        if headers.get("subject"):
-            document.subject = clean_text(headers["subject"]).strip()
-        # The forwarder's own note above the marker is not the shop's email.
+    markers = _first_markers(document)
+    if not markers:
+        return
+    first = min(markers.values(), key=lambda marker: marker.index)
+    starts = {location: marker.index for location, marker in markers.items()}
+    lines = list(enumerate(document.lines))
+
+    if _is_reply(document, first.index):
+        # The quoted message is older than this one and adds nothing.
         document.lines = [
-            later
-            for position, later in enumerate(document.lines)
-            if position > index or later.location != line.location
+            line
+            for position, line in lines
+            if position < starts.get(line.location, len(lines))
         ]
         return
 
+    _read_forward(document, first)
+    # The forwarder's own note above the marker is not the shop's email.
+    document.lines = [
+        line for position, line in lines if position > starts.get(line.location, -1)
+    ]
 
-def _forwarded_attachment(message: ParsedMessage) -> ParsedMessage | None:
+
+def forwards_attachment(message: ParsedMessage) -> bool:
+    """Return whether ``message`` forwards the message attached to it.
+
+    It does when its subject starts with a forward prefix ("Fwd:") or its own
+    text is a short note.
+    ``extract_message`` also reads the attachment when the outer message
+    yields neither an order nor a shipment.
+    """
     if not message.attached_messages:
-        return None
+        return False
     outer_text = sum(len(part.strip()) for part in message.text_parts)
-    if _FORWARD_SUBJECT.match(message.subject) or outer_text < 400:
-        return message.attached_messages[0]
-    return None
+    return bool(_FORWARD_SUBJECT.match(message.subject)) or (
+        outer_text < _FORWARD_NOTE_LIMIT
+    )
 
 
-def read_document(message: ParsedMessage) -> Document:
-    """Return the Document of ``message``, reading through a forward."""
-    forwarded = None
-    inner = _forwarded_attachment(message)
-    if inner is not None:
-        message, forwarded = inner, "attached message/rfc822"
+def _document(message: ParsedMessage, forwarded: str | None) -> Document:
+    sender = message.from_[0] if message.from_ else None
     document = Document(
         subject=clean_text(message.subject).strip(),
         content_language=message.content_language,
-        sender=message.from_[0] if message.from_ else None,
-        recipient=message.to[0] if message.to else None,
+        sender=sender,
+        recipient=choose_recipient(message.to, sender),
         date=message.date,
         forwarded=forwarded,
     )
@@ -208,3 +304,15 @@ def read_document(message: ParsedMessage) -> Document:
     if forwarded is None:
         _apply_inline_forward(document)
     return document
+
+
+def read_attached(message: ParsedMessage) -> Document:
+    """Return the Document of the first message attached to ``message``."""
+    return _document(message.attached_messages[0], "attached message/rfc822")
+
+
+def read_document(message: ParsedMessage) -> Document:
+    """Return the Document of ``message``, reading through a forward."""
+    if forwards_attachment(message):
+        return read_attached(message)
+    return _document(message, None)

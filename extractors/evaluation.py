@@ -43,16 +43,16 @@ class FieldScore:
     files: int = 0
 
     @property
-    def precision(self) -> float:
-        """Correct values among all values extracted (1.0 when none were)."""
+    def precision(self) -> float | None:
+        """Correct values among all values extracted; None when none were."""
         found = self.true_positives + self.false_positives
-        return self.true_positives / found if found else 1.0
+        return self.true_positives / found if found else None
 
     @property
-    def recall(self) -> float:
-        """Correct values among all expected values (1.0 when none were)."""
+    def recall(self) -> float | None:
+        """Correct values among all expected values; None when none were."""
         expected = self.true_positives + self.false_negatives
-        return self.true_positives / expected if expected else 1.0
+        return self.true_positives / expected if expected else None
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,8 @@ class Report:
             else None,
             "fields": {
                 name: {
-                    "precision": round(score.precision, 4),
-                    "recall": round(score.recall, 4),
+                    "precision": _rounded(score.precision),
+                    "recall": _rounded(score.recall),
                     "files": score.files,
                     "true_positives": score.true_positives,
                     "false_positives": score.false_positives,
@@ -99,6 +99,10 @@ class Report:
             "mistakes": [m.__dict__ for m in self.mistakes],
             "errors": [{"file": f, "error": e} for f, e in self.errors],
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def read_labels(text: str) -> list[dict[str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from extractors import kinds, labels, links, markup, patterns
-from extractors.document import read_document
+from extractors.document import Document, read_attached, read_document
 from extractors.message import ParsedMessage
 from extractors.model import Candidate, Extraction
 from extractors.resolver import Resolver
@@ -20,9 +20,34 @@ def extract_message(
     """Extract kind, order number, shipments, customer and language.
 
     ``rules`` are the shop's own rules, the strongest layer; without them only
-    the generic layers run.
+    the generic layers run. A message/rfc822 attachment is not read as a
+    forward when the subject has no "Fwd:" and the message's own text is a
+    long note. It is read anyway when that text yields neither an order
+    number nor a shipment while the attachment does.
     """
     document = read_document(message)
+    extraction = _extract(document, rules)
+    unread = message.attached_messages and document.forwarded is None
+    if unread and _has_nothing(extraction):
+        attached = _extract(read_attached(message), rules)
+        extraction = extraction if _has_nothing(attached) else attached
+    extraction.defects = list(message.defects) + extraction.defects
+    log.debug(
+        "%s: %s, order %s, %d shipments from %d candidates",
+        message.message_id,
+        extraction.kind,
+        extraction.order_number,
+        len(extraction.shipments),
+        len(extraction.candidates),
+    )
+    return extraction
+
+
+def _has_nothing(extraction: Extraction) -> bool:
+    return not (extraction.order_number or extraction.shipments)
+
+
+def _extract(document: Document, rules: ShopRules | None) -> Extraction:
     candidates: list[Candidate] = []
     problems: list[str] = []
     if rules is not None:
@@ -41,13 +66,5 @@ def extract_message(
             c for c in candidates if c.evidence.extractor not in rules.disabled(c.field)
         ]
     extraction = Resolver(document, candidates).resolve()
-    extraction.defects = list(message.defects) + problems
-    log.debug(
-        "%s: %s, order %s, %d shipments from %d candidates",
-        message.message_id,
-        extraction.kind,
-        extraction.order_number,
-        len(extraction.shipments),
-        len(candidates),
-    )
+    extraction.defects = problems
     return extraction

@@ -1,7 +1,8 @@
 """Values that look like tracking numbers but are something else.
 
 A phone number, a postcode, a date, a price, an IBAN or a number printed
-next to a label such as "Invoice" or "Reference" is never a tracking number.
+next to a label such as "Invoice" or "Reference" (on its line, or alone in
+the table cell before it) is never a tracking number.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ _DATE = re.compile(
 _PRICE_CONTEXT = re.compile(r"[$€£¥₹]|\b(?:EUR|USD|GBP|CHF|PLN|SEK|DKK|CZK)\b", re.I)
 _DECIMALS = re.compile(r"[.,]\d{2}(?!\d)")
 _IBAN = re.compile(r"^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$")
+_AMOUNT = re.compile(
+    r"[$€£¥₹]\s?\d|\d(?:[\d.,]*\d)?\s?(?:[€£]|(?:EUR|USD|GBP|CHF|SEK|DKK|NOK|PLN|"
+    r"CZK|zł|kr|Kč)(?!\w))"
+)
 _OTHER_LABEL_WINDOW = 28
 
 
@@ -44,6 +49,11 @@ def is_price(line: str, start: int, end: int) -> bool:
     )
 
 
+def has_amount(line: str) -> bool:
+    """Return whether ``line`` shows an amount of money ("$54.00", "19,99 €")."""
+    return bool(_AMOUNT.search(line))
+
+
 def is_phone(line: str, start: int) -> bool:
     """Return whether the value at ``line[start:]`` is written as a phone number."""
     return line[max(0, start - 2) : start].strip().startswith("+")
@@ -61,3 +71,14 @@ def other_label_before(line: str, start: int) -> str | None:
     if re.fullmatch(r"[\s:#.\-\u2013=nºr°o]*", between, re.I):
         return match.group("phrase")
     return None
+
+
+def label_cell_before(line: str, start: int, previous: str) -> str | None:
+    """Return the non-tracking label of the cell before a value that starts its line.
+
+    Table cells are lines of the text view, so "Kundennummer | 0307380695"
+    reaches here as two lines; only separators may follow the label.
+    """
+    if line[:start].strip(" :#*"):
+        return None
+    return other_label_before(previous, len(previous.rstrip()))

@@ -3,6 +3,8 @@
 "Order number: 1234", "Sendungsnummer 00340434...", "Tracking number" with
 the number in the next table cell (the next line of the normalized text), or
 an element whose id or class names its content (``<span id="trackingNumber">``).
+A tracking number is read by ``numbers.read_number``: one number, without
+the carrier's name before it or the words and dates after it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from extractors import guards, languages
 from extractors.document import Document, Line
 from extractors.model import Candidate, Evidence, FieldName
+from extractors.numbers import read_number, read_whole_number
 
 EXTRACTOR = "labels"
 
@@ -22,16 +25,15 @@ _SEPARATOR = re.compile(
     r"(?:\s|[:#.\-\u2013\u2014=*°º]|n[°º]|(?:no|nr|is|è|ist|est|es|er|lautet|är|je|é|n)(?!\w))*",
     re.IGNORECASE,
 )
-# Groups of letters and digits, each with a digit, after an optional prefix.
-_TRACKING_GROUP = r"[A-Za-z0-9]*\d[A-Za-z0-9]*"
-_TRACKING_VALUE = re.compile(
-    rf"(?:[A-Za-z]{{1,4}}[ -])?{_TRACKING_GROUP}(?:[ -]{_TRACKING_GROUP})*"
-)
 _ORDER_VALUE = re.compile(
     r"#?\s*(?P<value>[A-Za-z0-9](?:[A-Za-z0-9_/.-]*[A-Za-z0-9])?)"
 )
-# A table header between a label and its value: a few words, no digits.
-_HEADER_CELL = re.compile(r"^[^\d]{1,30}$")
+# One or two words between an order label and a "#" number: the subject
+# "Order confirmation #12345".
+_WORDS_BEFORE_HASH = re.compile(r"(?:[^\W\d_]+\s+)?[^\W\d_]+\s*(?=#)")
+# A table header between a label and its value: a few capitalized words
+# ("STATUS", "Carrier"). A value cell such as "will follow" is no header.
+_HEADER_CELL = re.compile(r"^(?:[^\W\d_][^\W\d_]*\.?[ ]?){1,4}$")
 _LABEL_LINE_SLACK = 25
 _ATTRIBUTE_TRACKING = re.compile(
     r"track\w*num|tracking|parcel-?num|waybill|sendungsnummer", re.I
@@ -44,33 +46,34 @@ class LabelledValue:
     """The raw value after a label, with the label and where it was found."""
 
     label: str
-    language: str
+    # The label's language, or None for a label that several languages use.
+    language: str | None
     value: str
     line: Line
     line_number: int
     next_cell: bool
 
 
-Accept = Callable[[str, str], bool]
+# Reads the value that starts at a position of a line; None when none does.
+Reader = Callable[[str, int], str | None]
+
+
+def _is_header_cell(text: str) -> bool:
+    return bool(_HEADER_CELL.match(text)) and all(
+        word[0].isupper() for word in text.split()
+    )
 
 
 def _value_after(
-    lines: list[Line],
-    index: int,
-    start: int,
-    end: int,
-    value: re.Pattern[str],
-    accept: Accept,
+    lines: list[Line], index: int, start: int, end: int, read: Reader
 ) -> tuple[str, bool] | None:
     line = lines[index]
     rest_start = _SEPARATOR.match(line.text, end)
     position = rest_start.end() if rest_start else end
-    match = value.match(line.text, position)
-    if match and match.group().strip():
-        if accept(match.group(), line.text):
-            return match.group(), False
-        return None
-    if position < len(line.text) or start > _LABEL_LINE_SLACK:
+    if position < len(line.text):
+        value = read(line.text, position)
+        return (value, False) if value else None
+    if start > _LABEL_LINE_SLACK:
         return None
     # The label ends its line: the value is in the next cell.
     # TODO(table columns in the text view): values in later rows under a
@@ -78,35 +81,33 @@ def _value_after(
     for offset, later in enumerate(lines[index + 1 : index + 3]):
         if later.location != line.location:
             return None
-        match = value.match(later.text)
-        if match and match.group().strip():
-            return (match.group(), True) if accept(match.group(), later.text) else None
-        if offset == 0 and _HEADER_CELL.match(later.text):
+        value = read(later.text, 0)
+        if value:
+            return value, True
+        if offset == 0 and _is_header_cell(later.text):
             continue
         return None
     return None
 
 
 def labelled_values(
-    lines: list[Line], list_name: str, value: re.Pattern[str], accept: Accept
+    lines: list[Line], list_name: str, read: Reader
 ) -> Iterator[LabelledValue]:
     """Yield each value that follows a label of ``list_name``."""
     pattern = languages.list_pattern(list_name)
     for index, line in enumerate(lines):
         position = 0
         while match := pattern.search(line.text, position):
-            found = _value_after(
-                lines, index, match.start(), match.end(), value, accept
-            )
+            found = _value_after(lines, index, match.start(), match.end(), read)
             # A short label ("your order") may hide a longer one that starts
             # inside it ("order with the reference"): try again one further.
             position = match.start() + 1 if found is None else match.end()
             if found is None:
                 continue
-            phrase = languages.lookup(list_name, match.group("phrase"))
+            spoken = languages.languages_of(list_name, match.group("phrase"))
             yield LabelledValue(
                 label=match.group("phrase"),
-                language=phrase.language if phrase else "",
+                language=spoken[0] if len(spoken) == 1 else None,
                 value=found[0],
                 line=line,
                 line_number=index,
@@ -119,41 +120,41 @@ def all_lines(document: Document) -> list[Line]:
     return [Line(document.subject, "subject"), *document.lines]
 
 
-def normalize_tracking(raw: str) -> str:
-    """Return ``raw`` upper case without spaces and hyphens."""
-    return re.sub(r"[\s-]", "", raw).upper()
+def _read_tracking(text: str, position: int) -> str | None:
+    found = read_number(text, position)
+    return text[position : found.end] if found else None
+
+
+def _label_language(item: LabelledValue) -> str:
+    return f"a {item.language}" if item.language else "a"
 
 
 def tracking_candidates(document: Document) -> list[Candidate]:
     """Return tracking-number candidates next to tracking labels."""
     found = []
-    for item in labelled_values(
-        all_lines(document), "tracking_labels", _TRACKING_VALUE, _tracking_value_ok
-    ):
-        number = normalize_tracking(item.value)
+    for item in labelled_values(all_lines(document), "tracking_labels", _read_tracking):
+        number = read_number(item.value)
+        if number is None:
+            continue
         where = "next cell" if item.next_cell else "same line"
         found.append(
             Candidate(
                 field=FieldName.TRACKING_NUMBER,
-                value=number,
+                value=number.number,
                 confidence=0.85,
                 evidence=Evidence(
                     EXTRACTOR,
                     item.line.location,
                     f"{item.label!r} then {item.value!r}",
-                    f"after a {item.language} tracking label ({where})",
+                    f"after {_label_language(item)} tracking label ({where})",
                 ),
-                language=item.language or None,
+                carrier=number.carrier,
+                language=item.language,
                 line_number=item.line_number,
             )
         )
     found.extend(_attribute_candidates(document, _ATTRIBUTE_TRACKING, tracking=True))
     return found
-
-
-def _tracking_value_ok(value: str, line: str) -> bool:
-    number = normalize_tracking(value)
-    return 6 <= len(number) <= 40 and not guards.is_date_or_time(value)
 
 
 def _order_value_ok(value: str, line: str) -> bool:
@@ -173,12 +174,23 @@ def _order_value_ok(value: str, line: str) -> bool:
     )
 
 
+def _read_order(text: str, position: int) -> str | None:
+    match = _ORDER_VALUE.match(text, position)
+    if match and match.group().strip() and _order_value_ok(match.group(), text):
+        return match.group()
+    words = _WORDS_BEFORE_HASH.match(text, position)
+    if words is None:
+        return None
+    match = _ORDER_VALUE.match(text, words.end())
+    if match is None or not any(char.isdigit() for char in match.group("value")):
+        return None
+    return match.group() if _order_value_ok(match.group(), text) else None
+
+
 def order_candidates(document: Document) -> list[Candidate]:
     """Return order-number candidates next to order labels."""
     found = []
-    for item in labelled_values(
-        all_lines(document), "order_labels", _ORDER_VALUE, _order_value_ok
-    ):
+    for item in labelled_values(all_lines(document), "order_labels", _read_order):
         match = _ORDER_VALUE.match(item.value)
         value = match.group("value") if match else item.value
         confidence = {"subject": 0.7}.get(item.line.location, 0.8)
@@ -193,9 +205,9 @@ def order_candidates(document: Document) -> list[Candidate]:
                     EXTRACTOR,
                     item.line.location,
                     f"{item.label!r} then {item.value!r}",
-                    f"after a {item.language} order label",
+                    f"after {_label_language(item)} order label",
                 ),
-                language=item.language or None,
+                language=item.language,
                 line_number=item.line_number,
             )
         )
@@ -210,10 +222,12 @@ def _attribute_candidates(
     for attribute, text in document.attributes:
         if not hint.search(attribute) or not text:
             continue
+        carrier = None
         if tracking:
-            value = normalize_tracking(text)
-            if not _TRACKING_VALUE.fullmatch(text) or not 6 <= len(value) <= 40:
+            number = read_whole_number(text)
+            if number is None:
                 continue
+            value, carrier = number.number, number.carrier
         else:
             match = _ORDER_VALUE.fullmatch(text)
             if match is None or not _order_value_ok(match.group("value"), text.lower()):
@@ -230,6 +244,7 @@ def _attribute_candidates(
                     f"{attribute!r}: {text!r}",
                     "in an element whose id or class names it",
                 ),
+                carrier=carrier,
             )
         )
     return found

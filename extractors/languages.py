@@ -36,9 +36,22 @@ def _words(phrases: list[str]) -> str:
     return "|".join(escaped)
 
 
+def first_characters(phrases: list[str]) -> str:
+    """Return a lookahead for the first characters of ``phrases``.
+
+    Put before an alternation, it rejects most positions of a line with one
+    character test instead of one test per phrase.
+    """
+    first = sorted({phrase[0] for phrase in phrases if phrase})
+    return "(?=[" + "".join(re.escape(char) for char in first) + "])"
+
+
 def phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
     """Compile whole-word, case-insensitive alternatives into one pattern."""
-    return re.compile(rf"(?<!\w)(?:{_words(phrases)})(?!\w)", re.IGNORECASE)
+    return re.compile(
+        rf"{first_characters(phrases)}(?<!\w)(?:{_words(phrases)})(?!\w)",
+        re.IGNORECASE,
+    )
 
 
 @cache
@@ -55,7 +68,11 @@ def languages() -> dict[str, dict[str, Any]]:
 
 @cache
 def phrases(list_name: str) -> dict[str, Phrase]:
-    """Return every phrase of one list (e.g. "order_labels") by casefolded text."""
+    """Return every phrase of one list (e.g. "order_labels") by casefolded text.
+
+    A phrase that several languages list is returned once, with the first
+    language that lists it; ``languages_of`` returns all of them.
+    """
     table: dict[str, Phrase] = {}
     for code, data in languages().items():
         for text in data.get(list_name, []):
@@ -64,10 +81,32 @@ def phrases(list_name: str) -> dict[str, Phrase]:
 
 
 @cache
+def _speakers(list_name: str) -> dict[str, tuple[str, ...]]:
+    table: dict[str, tuple[str, ...]] = {}
+    for code, data in languages().items():
+        for text in data.get(list_name, []):
+            key = text.casefold()
+            if code not in table.get(key, ()):
+                table[key] = (*table.get(key, ()), code)
+    return table
+
+
+def languages_of(list_name: str, text: str) -> tuple[str, ...]:
+    """Return the codes of every language whose ``list_name`` contains ``text``.
+
+    "order" is an English and a Swedish label, so it is evidence for neither.
+    """
+    return _speakers(list_name).get(" ".join(text.split()).casefold(), ())
+
+
+@cache
 def list_pattern(list_name: str) -> re.Pattern[str]:
     """Return one pattern that matches any phrase of ``list_name``, named "phrase"."""
     words = [phrase.text for phrase in phrases(list_name).values()]
-    return re.compile(rf"(?<!\w)(?P<phrase>{_words(words)})(?!\w)", re.IGNORECASE)
+    return re.compile(
+        rf"{first_characters(words)}(?<!\w)(?P<phrase>{_words(words)})(?!\w)",
+        re.IGNORECASE,
+    )
 
 
 @cache
@@ -84,8 +123,10 @@ def kind_phrases(place: str) -> dict[str, list[Phrase]]:
 @cache
 def kind_pattern(place: str) -> re.Pattern[str]:
     """Return one pattern that matches any kind phrase of ``place``."""
+    words = list(kind_phrases(place))
     return re.compile(
-        rf"(?<!\w)(?P<phrase>{_words(list(kind_phrases(place)))})(?!\w)", re.IGNORECASE
+        rf"{first_characters(words)}(?<!\w)(?P<phrase>{_words(words)})(?!\w)",
+        re.IGNORECASE,
     )
 
 
@@ -97,6 +138,21 @@ def header_names(header: str) -> dict[str, str]:
         for name in data.get("headers", {}).get(header, []):
             table.setdefault(name.casefold(), code)
     return table
+
+
+@cache
+def condition_pattern(codes: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Return one pattern of the condition words of the languages ``codes``.
+
+    Condition words open a clause about what may happen ("if", "once",
+    "sobald"); None when those languages list none.
+    """
+    words = [
+        word
+        for code in codes
+        for word in languages().get(code, {}).get("condition_words", [])
+    ]
+    return phrase_pattern(words) if words else None
 
 
 def lookup(list_name: str, text: str) -> Phrase | None:

@@ -3,19 +3,25 @@
 Shop systems embed these for Gmail. Both syntaxes are read into the same
 shape (a dict per item with "@type" and property lists), then walked for
 order numbers, tracking numbers and links, carriers and order status.
+Templates fill ``trackingNumber`` before the number exists ("N/A", "0",
+"{{ tracking_number }}"), so its value must read as one tracking number.
 """
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from typing import Any
 
-from extractors.carriers import find_carrier_names
+from extractors.carriers import carrier_for_number, find_carrier_names
 from extractors.document import Document
 from extractors.links import numbers_in_link
 from extractors.model import Candidate, Evidence, FieldName, Kind
+from extractors.numbers import read_whole_number
 
 EXTRACTOR = "markup"
+_TAG = re.compile(r"<[^>]*>")
 
 # schema.org OrderStatus values and the kind of email that reports them.
 _STATUS_KINDS = {
@@ -66,14 +72,22 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _carrier_of(item: dict[str, Any]) -> str | None:
+def _carriers_of(item: dict[str, Any]) -> tuple[str, ...]:
+    """Return the carriers the item's carrier or provider name names."""
     for value in _values(item, "carrier") + _values(item, "provider"):
         name = _text(value)
         if name:
             found = find_carrier_names(name)
             if found:
-                return found[0][0]
-    return None
+                first = found[0][1]
+                return tuple(slug for slug, offset, _ in found if offset == first)
+    return ()
+
+
+def _one_carrier(slugs: tuple[str, ...], number: str | None) -> str | None:
+    if len(slugs) == 1:
+        return slugs[0]
+    return carrier_for_number(number, slugs) if number and slugs else None
 
 
 def _candidate(
@@ -90,19 +104,23 @@ def _candidate(
 
 def _delivery_candidates(item: dict[str, Any]) -> list[Candidate]:
     found = []
-    carrier = _carrier_of(item)
+    slugs = _carriers_of(item)
     for value in _values(item, "trackingNumber"):
-        number = _text(value)
-        if number:
-            found.append(
-                _candidate(
-                    FieldName.TRACKING_NUMBER,
-                    number.replace(" ", "").upper(),
-                    f"trackingNumber {number!r}",
-                    "ParcelDelivery.trackingNumber",
-                    carrier=carrier,
-                )
+        text = _text(value)
+        printed = (
+            read_whole_number(_TAG.sub(" ", html.unescape(text))) if text else None
+        )
+        if printed is None:
+            continue
+        found.append(
+            _candidate(
+                FieldName.TRACKING_NUMBER,
+                printed.number,
+                f"trackingNumber {text!r}",
+                "ParcelDelivery.trackingNumber",
+                carrier=_one_carrier(slugs, printed.number) or printed.carrier,
             )
+        )
     for value in _values(item, "trackingUrl"):
         url = _text(value)
         for link in numbers_in_link(url or ""):
@@ -116,6 +134,7 @@ def _delivery_candidates(item: dict[str, Any]) -> list[Candidate]:
                     tracking_url=url,
                 )
             )
+    carrier = _one_carrier(slugs, found[0].value if found else None)
     if carrier:
         found.append(
             _candidate(FieldName.CARRIER, carrier, "carrier", "ParcelDelivery.carrier")

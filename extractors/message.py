@@ -1,6 +1,10 @@
 """Parsing a raw message into the parts extraction reads.
 
-mail-parser does the MIME work and decodes the headers. The text and HTML
+mail-parser does the MIME work and decodes the headers, except the address
+headers: those are split into addresses first and their display names
+decoded afterwards, because a decoded name may hold "<", ",", ":" or a line
+break that would change where one address ends and the next begins. The text
+and HTML
 bodies are then read from its message tree here, because real shop emails
 break MIME in ways a parser cannot see through on its own: a part without a
 charset in 8-bit, HTML sent as text/plain, a multipart body without its
@@ -19,6 +23,8 @@ import quopri
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -65,14 +71,70 @@ class ParsedMessage:
     defects: list[str] = field(default_factory=list)
 
 
-def _addresses(pairs: list[tuple[str, str]] | None) -> list[Address]:
+# One RFC 2047 encoded word, or several separated by whitespace (which
+# decoding drops between them).
+_ENCODED_WORD = r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?="
+_ENCODED_RUN = re.compile(rf"{_ENCODED_WORD}(?:\s+{_ENCODED_WORD})*")
+# Private-use characters stand for an encoded run while the header is split
+# into addresses: they are atom characters and no real name contains them.
+_PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+def _decode_words(run: str) -> str:
+    try:
+        return str(make_header(decode_header(run)))
+    except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
+        return run
+
+
+def _clean_name(name: str, runs: list[str]) -> str | None:
+    def decoded(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        return _decode_words(runs[index]) if index < len(runs) else ""
+
+    text = _PLACEHOLDER.sub(decoded, name)
+    # A decoded CR or LF must not reach a header bcctrack writes.
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    return text or None
+
+
+def header_addresses(value: str) -> list[Address]:
+    """Parse an address header value, as received, into Address objects.
+
+    Encoded display names are decoded after the value is split into
+    addresses; CR, LF and other control characters in names become spaces.
+    """
+    runs: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        runs.append(match.group())
+        return f"\ue000{len(runs) - 1}\ue001"
+
+    hidden = _ENCODED_RUN.sub(hide, _FOLD.sub("", value))
     result = []
-    for name, address in pairs or []:
+    for name, address in getaddresses([hidden]):
         email_address = (address or "").strip()
-        if not email_address or "@" not in email_address:
+        if "@" not in email_address or _PLACEHOLDER.search(email_address):
             continue
-        result.append(Address(email=email_address, name=(name or "").strip() or None))
+        result.append(Address(email=email_address, name=_clean_name(name, runs)))
     return result
+
+
+def _raw_header(message: Message, name: str) -> str:
+    """Return every ``name`` header of ``message`` as received, joined by commas.
+
+    8-bit bytes in a header, which RFC 5322 forbids but shops send, are read
+    as UTF-8, else Windows-1252.
+    """
+    values = []
+    for key, value in message.raw_items():
+        if key.lower() != name.lower():
+            continue
+        raw = str(value).encode("ascii", errors="surrogateescape")
+        values.append(decode_bytes(raw, None))
+    return ", ".join(values)
 
 
 def _header(message: Message, name: str) -> str | None:
@@ -256,8 +318,8 @@ def _from_mailparser(parsed: mailparser.MailParser, raw: bytes | None) -> Parsed
 
     message = ParsedMessage(
         subject=_first_text(parsed.subject),
-        from_=_addresses(parsed.from_),
-        to=_addresses(parsed.to),
+        from_=header_addresses(_raw_header(tree, "From")),
+        to=header_addresses(_raw_header(tree, "To")),
         message_id=_header(tree, "Message-ID"),
         content_language=_header(tree, "Content-Language"),
         date=_date(tree),
@@ -278,8 +340,3 @@ def _first_text(value: object) -> str:
     if isinstance(value, list | tuple):
         value = next((item for item in value if item), "")
     return str(value) if value else ""
-
-
-def header_addresses(value: str) -> list[Address]:
-    """Parse an address header value into Address objects."""
-    return _addresses(getaddresses([value]))

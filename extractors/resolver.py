@@ -1,14 +1,27 @@
 """The resolver: picks each field's value from the candidates, by the trust rules.
 
 - Layers rank rules, markup, carrier links, labels, patterns, strongest first.
-- A number found by pattern alone must pass its check digit, and either have
-  a distinctive format or belong to a carrier the email names.
+- A number found by pattern alone must pass its check digit. Unless its
+  format is distinctive, it must also belong to a carrier named on its line
+  or the line before, and be printed as a number of its own (the patterns
+  layer rejects the others). Such a number is not taken when a link, a label
+  or markup gives the email's tracking numbers: beside those, it is more
+  likely a phone number or a customer number than a second parcel.
 - A number in a carrier link or next to a tracking label is taken even when
   its format has no check digit or fails it; the verdict says so.
 - When a link's number is nowhere in the visible text while the email shows
   another number of that carrier, the visible number wins.
+- The customer sees the HTML part: when it shows tracking numbers, a number
+  found only in the text part is not taken.
 - A value that is the order number, a phone number, a postcode, a date or a
-  price is never a tracking number (the layers mark those as rejected).
+  price is never a tracking number (the layers mark those as rejected), and a
+  pattern number that is a part of the order number is none either.
+- An email with more than ``MAX_TRACKING_NUMBERS`` trusted numbers is no
+  shipment notice for one customer: none of them is taken.
+- A carrier name that several carriers share ("DHL") is decided by the
+  number's format, else by the email's language.
+- The kind is chosen by ``kind_choice.choose_kind`` (its module docstring
+  lists its rules).
 
 Every candidate leaves with ``accepted`` and a ``verdict``, for ``--explain``.
 """
@@ -22,11 +35,14 @@ from dataclasses import dataclass, field
 from extractors.carriers import (
     CheckResult,
     carrier_for_domain,
+    carrier_for_language,
     find_carrier_names,
     match_formats,
+    shared_name,
     tracking_url,
 )
 from extractors.document import Document
+from extractors.kind_choice import choose_kind
 from extractors.model import (
     Candidate,
     Customer,
@@ -37,18 +53,11 @@ from extractors.model import (
 )
 
 _LANGUAGE_VOTERS = 5
+# No shop sends one customer more parcels than this in one email; more
+# trusted numbers mean a report, a catalogue or hostile input.
+MAX_TRACKING_NUMBERS = 50
 _LAYER_RANK = {"rules": 0, "markup": 1, "links": 2, "labels": 3, "patterns": 4}
 _TRUSTED_LAYERS = frozenset(["rules", "markup", "links", "labels"])
-# Kinds an email can only have when it says so in its subject.
-_SUBJECT_KINDS = (Kind.CANCELLATION, Kind.RETURN, Kind.DELIVERY_PROBLEM, Kind.OTHER)
-# Shipment stages, least advanced first: the most advanced one named wins.
-_STAGES = (
-    Kind.ORDER_CONFIRMATION,
-    Kind.SHIPPING_CONFIRMATION,
-    Kind.OUT_FOR_DELIVERY,
-    Kind.AVAILABLE_FOR_PICKUP,
-    Kind.DELIVERED,
-)
 
 
 @dataclass
@@ -56,13 +65,27 @@ class CarrierContext:
     """The carriers an email points at besides its numbers."""
 
     sender: str | None = None
-    named: list[str] = field(default_factory=list)
+    # The carriers of each name printed in the email, in order; a name that
+    # several carriers share ("DHL") gives all of them.
+    names: list[tuple[str, ...]] = field(default_factory=list)
     linked: set[str] = field(default_factory=set)
+
+    @property
+    def named(self) -> list[str]:
+        """Every carrier a printed name names, without repeats."""
+        return list(dict.fromkeys(slug for slugs in self.names for slug in slugs))
 
     def all(self) -> list[str]:
         """Return every carrier in context, the sender's first."""
         found = [self.sender] if self.sender else []
         return list(dict.fromkeys([*found, *self.named, *sorted(self.linked)]))
+
+
+def _names_in(text: str) -> list[tuple[str, ...]]:
+    grouped: dict[int, tuple[str, ...]] = {}
+    for slug, offset, _ in find_carrier_names(text):
+        grouped[offset] = (*grouped.get(offset, ()), slug)
+    return list(grouped.values())
 
 
 def carrier_context(document: Document, candidates: list[Candidate]) -> CarrierContext:
@@ -71,16 +94,23 @@ def carrier_context(document: Document, candidates: list[Candidate]) -> CarrierC
     if document.sender is not None:
         context.sender = carrier_for_domain(document.sender.domain)
         if document.sender.name:
-            context.named.extend(
-                s for s, _, _ in find_carrier_names(document.sender.name)
-            )
+            context.names.extend(_names_in(document.sender.name))
     for text in [document.subject, *(line.text for line in document.lines)]:
-        context.named.extend(slug for slug, _, _ in find_carrier_names(text))
-    context.named = list(dict.fromkeys(context.named))
+        context.names.extend(_names_in(text))
+    context.names = list(dict.fromkeys(context.names))
     context.linked = {
         c.carrier for c in candidates if c.evidence.extractor == "links" and c.carrier
     }
     return context
+
+
+def _in_html(candidate: Candidate) -> bool:
+    location = candidate.evidence.location
+    return location.startswith("html") or location == "schema.org markup"
+
+
+def _compact(value: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "", value.upper())
 
 
 def _reject(candidate: Candidate, verdict: str) -> None:
@@ -108,23 +138,29 @@ class Resolver:
 
     def resolve(self) -> Extraction:
         """Return the Extraction with every candidate's verdict set."""
+        language = self.language()
         order_number = self.order_number()
-        shipments = self.shipments(order_number)
+        shipments = self.shipments(order_number, language)
         if order_number and any(s.tracking_number == order_number for s in shipments):
             order_number = None
         named = None
         if not shipments:
-            named = self.context.sender or next(iter(self.context.named), None)
+            named = self.context.sender or self._named_carrier(language)
         return Extraction(
             kind=self.kind(),
             order_number=order_number,
             shipments=shipments,
             customer=self.customer(),
-            language=self.language(),
+            language=language,
             candidates=self.candidates,
             named_carrier=named,
             forwarded=self.document.forwarded,
         )
+
+    def _named_carrier(self, language: str | None) -> str | None:
+        if not self.context.names:
+            return None
+        return carrier_for_language(list(self.context.names[0]), language)
 
     def order_number(self) -> str | None:
         """Return the order number: strongest layer, then HTML over text."""
@@ -152,46 +188,87 @@ class Resolver:
                 _reject(candidate, f"{winner!r} comes from a stronger layer or part")
         return winner
 
-    def _trusted(self, number: str, found: list[Candidate]) -> Candidate | None:
+    def _trusted(
+        self, number: str, found: list[Candidate], has_trusted: bool
+    ) -> Candidate | None:
         layers = [c for c in found if c.evidence.extractor in _TRUSTED_LAYERS]
         if layers:
             return min(layers, key=lambda c: _LAYER_RANK[c.evidence.extractor])
+        context = set(self.context.all())
         for candidate in found:
             if candidate.evidence.extractor != "patterns":
                 continue
             matches = [
                 m for m in match_formats(number) if m.check == CheckResult.PASSED
             ]
-            context = set(self.context.all())
-            if any(m.format.distinctive or m.carrier in context for m in matches):
+            if any(m.format.distinctive for m in matches):
                 return candidate
-            _reject(
-                candidate,
-                "pattern alone, neither distinctive nor of a carrier the email names",
-            )
+            if not any(m.carrier in context for m in matches):
+                _reject(
+                    candidate,
+                    "pattern alone, neither distinctive nor of a carrier the email "
+                    "names",
+                )
+            elif has_trusted:
+                _reject(
+                    candidate,
+                    "pattern alone and not distinctive, while a link, a label or "
+                    "markup gives the email's tracking numbers",
+                )
+            else:
+                return candidate
         return None
 
-    def shipments(self, order_number: str | None) -> list[ShipmentResult]:
-        """Return the accepted tracking numbers with carriers and links."""
+    def _tracking_candidates(
+        self, order_number: str | None
+    ) -> dict[str, list[Candidate]]:
         by_number: dict[str, list[Candidate]] = defaultdict(list)
+        order = _compact(order_number) if order_number else ""
         for candidate in self.of(FieldName.TRACKING_NUMBER):
             if candidate.accepted is False:
                 continue
             if candidate.value == order_number:
                 _reject(candidate, "it is the order number")
                 continue
+            if (
+                candidate.evidence.extractor == "patterns"
+                and order
+                and candidate.value in order
+            ):
+                _reject(candidate, f"a part of the order number {order_number!r}")
+                continue
             by_number[candidate.value].append(candidate)
+        return by_number
 
-        accepted: dict[str, tuple[Candidate, str | None]] = {}
+    def shipments(
+        self, order_number: str | None, language: str | None = None
+    ) -> list[ShipmentResult]:
+        """Return the accepted tracking numbers with carriers and links."""
+        by_number = self._tracking_candidates(order_number)
+        has_trusted = any(
+            c.evidence.extractor in _TRUSTED_LAYERS
+            for found in by_number.values()
+            for c in found
+        )
+        accepted: dict[str, Candidate] = {}
         for number, found in by_number.items():
-            best = self._trusted(number, found)
+            best = self._trusted(number, found, has_trusted)
             if best is not None:
-                accepted[number] = (best, self.carrier_of(number, found))
+                accepted[number] = best
 
-        self._drop_conflicting_links(accepted, by_number)
+        self._prefer_html(accepted, by_number)
+        if len(accepted) > MAX_TRACKING_NUMBERS:
+            self._reject_all(by_number, len(accepted))
+            return []
+        carriers = {
+            number: self.carrier_of(number, by_number[number], language)
+            for number in accepted
+        }
+        self._drop_conflicting_links(accepted, carriers, by_number)
         results = []
-        for number, (best, found_carrier) in accepted.items():
-            carrier = self._rule_carrier() or found_carrier
+        rule_carrier = self._rule_carrier()
+        for number, best in accepted.items():
+            carrier = rule_carrier or carriers[number]
             for candidate in by_number[number]:
                 if candidate.accepted is None:
                     _accept(
@@ -204,6 +281,36 @@ class Resolver:
                 if candidate.accepted is None:
                     _reject(candidate, "not trusted")
         return results
+
+    def _prefer_html(
+        self, accepted: dict[str, Candidate], by_number: dict[str, list[Candidate]]
+    ) -> None:
+        """Drop numbers found only in a text part when the HTML part shows others."""
+        if not any(_in_html(c) for n in accepted for c in by_number[n]):
+            return
+        for number in list(accepted):
+            found = by_number[number]
+            if any(c.evidence.extractor == "rules" for c in found):
+                continue
+            if all(c.evidence.location.startswith("text") for c in found):
+                del accepted[number]
+                for candidate in found:
+                    _reject(
+                        candidate,
+                        "only in the text part, while the HTML part, which the "
+                        "customer sees, shows other tracking numbers",
+                    )
+
+    @staticmethod
+    def _reject_all(by_number: dict[str, list[Candidate]], count: int) -> None:
+        for found in by_number.values():
+            for candidate in found:
+                if candidate.accepted is None:
+                    _reject(
+                        candidate,
+                        f"{count} tracking numbers in one email, more than "
+                        f"{MAX_TRACKING_NUMBERS}: not a shipment notice",
+                    )
 
     def _rule_carrier(self) -> str | None:
         """Return the carrier a shop rule sets for every shipment, if any."""
@@ -224,33 +331,43 @@ class Resolver:
 
     def _drop_conflicting_links(
         self,
-        accepted: dict[str, tuple[Candidate, str | None]],
+        accepted: dict[str, Candidate],
+        carriers: dict[str, str | None],
         by_number: dict[str, list[Candidate]],
     ) -> None:
-        def visible(number: str) -> bool:
-            return number in self.visible
-
-        for number, (_, carrier) in list(accepted.items()):
+        # One containment test per number, each linear in the text: the
+        # number of accepted numbers is bounded by MAX_TRACKING_NUMBERS.
+        visible_numbers = [number for number in accepted if number in self.visible]
+        first_visible: dict[str | None, str] = {}
+        for number in visible_numbers:
+            first_visible.setdefault(carriers[number], number)
+        for number in list(accepted):
             layers = {c.evidence.extractor for c in by_number[number]}
-            if layers != {"links"} or visible(number):
+            if layers != {"links"} or number in visible_numbers:
                 continue
-            shown = [
-                other
-                for other, (_, other_carrier) in accepted.items()
-                if other != number
-                and visible(other)
-                and other_carrier in (carrier, None)
-            ]
-            if shown:
-                del accepted[number]
-                for candidate in by_number[number]:
-                    _reject(
-                        candidate,
-                        f"the link's number is not shown; the visible {shown[0]} wins",
-                    )
+            carrier = carriers[number]
+            others = [first_visible.get(carrier), first_visible.get(None)]
+            visible = [o for o in others if o is not None and o != number]
+            if not visible:
+                continue
+            winner = min(visible, key=visible_numbers.index)
+            del accepted[number]
+            for candidate in by_number[number]:
+                _reject(
+                    candidate,
+                    f"the link's number is not shown; the visible {winner} wins",
+                )
 
-    def carrier_of(self, number: str, found: list[Candidate]) -> str | None:
-        """Return the carrier of ``number``: its link or markup, else its format."""
+    def carrier_of(
+        self, number: str, found: list[Candidate], language: str | None = None
+    ) -> str | None:
+        """Return the carrier of ``number``: its link or markup, else its format.
+
+        A carrier name printed right before the number counts first, then the
+        carriers the email names. A number that fits no known format takes
+        the one carrier the email names, or the one a shared name means in
+        the email's language.
+        """
         for candidate in sorted(
             found, key=lambda c: _LAYER_RANK.get(c.evidence.extractor, 9)
         ):
@@ -260,7 +377,10 @@ class Resolver:
                 "links",
             ):
                 return candidate.carrier
-        context = self.context.all()
+        hinted = [
+            c.carrier for c in found if c.carrier and c.evidence.extractor == "labels"
+        ]
+        context = list(dict.fromkeys([*hinted, *self.context.all()]))
         matches = match_formats(number)
         for check in (CheckResult.PASSED, CheckResult.NONE, CheckResult.FAILED):
             fitting = [m.carrier for m in matches if m.check == check]
@@ -272,32 +392,21 @@ class Resolver:
             ]
             if check != CheckResult.FAILED and len(set(distinctive)) == 1:
                 return distinctive[0]
+        if matches:
+            return None
         if len(context) == 1:
             return context[0]
+        if shared_name(context):
+            return carrier_for_language(context, language)
         return None
 
     def kind(self) -> Kind:
-        """Return the kind: markup status, else decisive subjects, else the stage."""
-        candidates = self.of(FieldName.KIND)
-        markup = [c for c in candidates if c.evidence.extractor in ("rules", "markup")]
-        chosen: Kind | None = Kind(markup[0].value) if markup else None
-        subject = {
-            Kind(c.value) for c in candidates if c.evidence.location == "subject"
-        }
-        named = {Kind(c.value) for c in candidates}
-        if chosen is None:
-            chosen = next((k for k in _SUBJECT_KINDS if k in subject), None)
-        if chosen is None:
-            stages = [k for k in _STAGES if k in named]
-            chosen = stages[-1] if stages else None
-        if chosen is None:
-            chosen = next((k for k in _SUBJECT_KINDS if k in named), Kind.OTHER)
-        for candidate in candidates:
-            if candidate.value == chosen:
-                _accept(candidate, "chosen")
-            else:
-                _reject(candidate, f"{chosen} wins")
-        return chosen
+        """Return the kind (see ``kind_choice``); call after ``shipments``."""
+        return choose_kind(
+            self.of(FieldName.KIND),
+            self.of(FieldName.TRACKING_NUMBER),
+            self.document.lines,
+        )
 
     def customer(self) -> Customer:
         """Return the customer: the original recipient of the BCC copy."""

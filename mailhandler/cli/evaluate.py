@@ -10,6 +10,7 @@ import click
 
 from extractors import extract
 from extractors.evaluation import Report, read_labels, score_file
+from mailhandler.logs import quiet_parser_logs
 
 
 def evaluate(folder: Path, labels: Path) -> Report:
@@ -35,11 +36,20 @@ def evaluate(folder: Path, labels: Path) -> Report:
     return report
 
 
+def _score(value: float | None) -> str:
+    # A precision with no value extracted, or a recall with none expected,
+    # is undefined rather than perfect.
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _print_report(report: Report) -> None:
+    if report.files == 0:
+        click.echo("no files scored: the labels table lists no readable email")
     click.echo(f"{'field':<16} {'precision':>9} {'recall':>7} {'files':>6}")
     for name, score in report.scores.items():
         click.echo(
-            f"{name:<16} {score.precision:>9.3f} {score.recall:>7.3f} {score.files:>6}"
+            f"{name:<16} {_score(score.precision):>9} {_score(score.recall):>7} "
+            f"{score.files:>6}"
         )
     if report.mistakes:
         click.echo("\nmisses and false values:")
@@ -71,14 +81,17 @@ def _print_report(report: Report) -> None:
 def eval_command(folder: Path, labels_file: Path | None, as_json: bool) -> None:
     """Score extraction on the emails in FOLDER against a ground-truth table.
 
-    Prints precision, recall and file count per field, every miss and false
-    value, and the throughput. The exit status is 0 whatever the scores.
+    Prints precision, recall and file count per field ("n/a" where nothing
+    was extracted or expected), every miss and false value, and the
+    throughput. The exit status is 0 whatever the scores, and 2 when FOLDER
+    or the labels table is missing.
     """
     labels = labels_file or folder / "labels.tsv"
     if not labels.is_file():
-        raise click.ClickException(
+        raise click.UsageError(
             f"labels table not found: {labels}; pass one with --labels"
         )
+    quiet_parser_logs()
     report = evaluate(folder, labels)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))

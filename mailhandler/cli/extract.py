@@ -12,6 +12,7 @@ from extractors import Candidate, Extraction, extract
 from extractors.rules import ShopRules
 from extractors.shoprules import RuleFileError
 from mailhandler.cli.common import CliState, pass_state, print_json_line
+from mailhandler.logs import quiet_parser_logs
 from mailhandler.rules import RuleBook
 
 
@@ -66,6 +67,7 @@ def extract_command(
     rules_file: Path | None,
 ) -> None:
     """Extract order, shipments and customer from email FILES, offline."""
+    quiet_parser_logs()
     rules = None
     if rules_file is not None:
         settings = state.load()

@@ -31,6 +31,8 @@ def test_corpus_meets_targets(corpus_dir: Path) -> None:
     assert report.files >= 70
     for name, (precision, recall) in TARGETS.items():
         score = report.scores[name]
+        assert score.precision is not None, name
+        assert score.recall is not None, name
         assert score.precision >= precision, (name, report.mistakes)
         assert score.recall >= recall, (name, report.mistakes)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from mailhandler.cli import main
@@ -69,3 +71,61 @@ def test_eval_reports(tmp_path: Path) -> None:
     assert text.exit_code == 0
     assert "false order_number" in text.output
     assert "emails/s" in text.output
+
+
+LABEL_COLUMNS = (
+    "path\tkind\torder_number\ttracking_numbers\tcarrier\tcustomer_email\t"
+    "language\tnotes\n"
+)
+
+
+def test_eval_missing_labels_is_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["eval", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "labels table not found" in result.output
+
+
+def test_eval_missing_folder_is_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+
+
+def test_eval_no_rows_reports_no_scores(tmp_path: Path) -> None:
+    (tmp_path / "labels.tsv").write_text(LABEL_COLUMNS)
+    text = CliRunner().invoke(main, ["eval", str(tmp_path)])
+    assert text.exit_code == 0
+    assert "no files scored" in text.output
+    assert "1.000" not in text.output
+    assert "n/a" in text.output
+    report = json.loads(
+        CliRunner().invoke(main, ["eval", str(tmp_path), "--json"]).output
+    )
+    assert report["files"] == 0
+    assert report["fields"]["tracking_numbers"]["precision"] is None
+    assert report["fields"]["tracking_numbers"]["recall"] is None
+
+
+CALENDAR_EMAIL = (
+    b"From: Shop <orders@shop.example>\nTo: anna@customer.example\n"
+    b"Subject: Your order 4711 has shipped\nMIME-Version: 1.0\n"
+    b'Content-Type: multipart/mixed; boundary="b"\n\n--b\n'
+    b"Content-Type: text/plain\n\nTracking number: 1Z999AA10123456784\n--b\n"
+    b"Content-Type: text/calendar\nContent-Disposition: inline\n\n"
+    b"BEGIN:VCALENDAR\nEND:VCALENDAR\n--b--\n"
+)
+
+
+def test_eval_keeps_parser_warnings_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(logging.getLogger("mailparser"), "level", logging.NOTSET)
+    caplog.set_level(logging.WARNING)
+    (tmp_path / "a.eml").write_bytes(CALENDAR_EMAIL)
+    (tmp_path / "labels.tsv").write_text(
+        LABEL_COLUMNS + "a.eml\tshipping_confirmation\t4711\t1Z999AA10123456784\t"
+        "ups\tanna@customer.example\ten\t\n"
+    )
+    result = CliRunner().invoke(main, ["eval", str(tmp_path)])
+    assert result.exit_code == 0
+    assert "not handled" not in result.output
+    assert not [r for r in caplog.records if r.name.startswith("mailparser")]
