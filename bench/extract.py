@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,10 @@ import mailparser
 from bs4 import BeautifulSoup
 
 from extractors import extract
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from hostile_inputs import CASES
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
@@ -46,38 +51,6 @@ def measure(
     return len(emails) * rounds / (time.perf_counter() - started)
 
 
-def _message(body: str, content_type: str = "text/html") -> bytes:
-    return (
-        "From: Shop <orders@shop.example>\nTo: anna@customer.example\n"
-        "Subject: Your order has shipped\n"
-        f"Content-Type: {content_type}; charset=utf-8\n\n{body}\n"
-    ).encode()
-
-
-HOSTILE: dict[str, Callable[[int], bytes]] = {
-    "UPS links": lambda n: _message(
-        "".join(
-            f'<a href="https://www.ups.com/track?tracknum=1Z999AA1{i:010d}">x</a>'
-            for i in range(n)
-        )
-    ),
-    "digit groups (1 1 1 ...)": lambda n: _message("1 " * (n * 100), "text/plain"),
-    "tracking labels": lambda n: _message(
-        "\n".join(f"Tracking number: 1Z999AA1{i:010d}" for i in range(n)),
-        "text/plain",
-    ),
-    "label cells": lambda n: _message(
-        "<table>"
-        + "".join(f"<tr><td>Kundennummer</td><td>{i:010d}</td></tr>" for i in range(n))
-        + "</table>"
-    ),
-    "forward markers": lambda n: _message(
-        "-----Original Message-----\nTo: c@d.example\nhi\n" * n, "text/plain"
-    ),
-    "progress bar lines": lambda n: _message("Shipped\nDelivered\n" * n, "text/plain"),
-}
-
-
 def _seconds(raw: bytes) -> float:
     started = time.perf_counter()
     extract(raw)
@@ -87,7 +60,7 @@ def _seconds(raw: bytes) -> float:
 def hostile(size: int) -> None:
     """Print the extraction time of each hostile message at two sizes."""
     print(f"{'input':<26} {'n':>7} {'seconds':>8} {'4n':>7} {'seconds':>8} growth")
-    for name, make in HOSTILE.items():
+    for name, make in CASES.items():
         first = _seconds(make(size))
         second = _seconds(make(4 * size))
         print(
