@@ -8,6 +8,10 @@ together keep the carrier's interval, daily quota and ``Retry-After``. New
 events go through ``record_status``, which moves the shipment and queues
 the customer updates. A failed call never loses a shipment: its poll is
 released with a later ``next_attempt_at`` and is claimed again then.
+
+``run`` starts a round whenever polls are due and fewer than
+``poll_batch_size`` are in progress, without waiting for earlier rounds. So
+a carrier whose next call slot is far away holds up only its own shipments.
 """
 
 from __future__ import annotations
@@ -16,14 +20,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
 from mailhandler import carrier_accounts
+from mailhandler.carrier_accounts import Resumed, key_fingerprint, waiting_reason
 from mailhandler.carriers import (
     CarrierAdapter,
     CarrierAuthError,
@@ -66,7 +71,14 @@ log = logging.getLogger("bcctrack.poller")
 
 S = ShipmentStatus
 _MAX_ERROR = 2000
+STOP = "the poller is stopping"
 SUPERSEDED = "superseded by a later update from the same poll"
+
+# Consecutive failed calls (5xx, timeouts, bad responses) that a credential
+# takes without resting. A 5xx may concern one number only, because DHL, UPS
+# and USPS take one number per call. So one failure backs off only its own
+# shipment, and three in a row look like an outage of the carrier.
+TOLERATED_ERRORS = 2
 
 
 class LeaseLostError(Exception):
@@ -86,6 +98,8 @@ class PollJob:
     # Claims since the last successful poll, this one included.
     attempts: int
     shop_credentials: Mapping[str, Credentials]
+    shop_slug: str = ""
+    shop_removed: bool = False
 
     def request(self, route: Route) -> TrackingRequest:
         """Return the adapter request for this shipment on ``route``."""
@@ -95,6 +109,18 @@ class PollJob:
             credentials=route.credentials,
             shipment_id=self.shipment_id,
         )
+
+
+@dataclass(frozen=True)
+class NotPolled:
+    """Why a claimed shipment was not polled, for ``bcctrack track``.
+
+    ``paused`` names the credential (adapter, label) when the shipment waits
+    for a paused credential, so that the command can print how to resume it.
+    """
+
+    reason: str
+    paused: tuple[str, str] | None = None
 
 
 @dataclass
@@ -108,6 +134,20 @@ class RoundResult:
     expired: int = 0
     stopped: int = 0
     notifications: int = 0
+    # Shipment id to why it was not polled, for shipments that could be.
+    not_polled: dict[int, NotPolled] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Blocked:
+    """A time before which a credential must not be called, with the reason."""
+
+    until: datetime
+    reason: str
+    paused: bool = False
+
+
+_Outcome: TypeAlias = Literal["ok", "split"] | _Blocked
 
 
 class Poller:
@@ -132,23 +172,28 @@ class Poller:
         # The longest a round waits for one call slot; a slot further away
         # hands the shipments back instead of holding their leases.
         self.max_wait = min(self.lease / 4, timedelta(seconds=60))
+        self._stop: asyncio.Event | None = None
+        self._in_flight = 0
 
     # --- one round -----------------------------------------------------------
 
     async def poll_round(self) -> RoundResult:
         """Claim the due polls, ask the carriers, and record the results."""
+        ids = await self._claim(self.settings.poll_batch_size)
+        return await self.poll_claimed(ids)
+
+    async def _claim(self, limit: int) -> list[int]:
         first_delay = timedelta(minutes=self.settings.poll_first_delay_minutes)
         await asyncio.to_thread(adopt_new_shipments, self.engine, first_delay)
-        ids = await asyncio.to_thread(
+        return await asyncio.to_thread(
             claim,
             self.engine,
             ShipmentPoll,
             PollState.ACTIVE,
             self.owner,
             self.lease,
-            self.settings.poll_batch_size,
+            limit,
         )
-        return await self.poll_claimed(ids)
 
     async def poll_claimed(self, poll_ids: Sequence[int]) -> RoundResult:
         """Poll the shipments of polls this poller has claimed."""
@@ -159,16 +204,22 @@ class Poller:
         jobs = await asyncio.to_thread(self._load, list(poll_ids))
         groups: dict[tuple[str, str], tuple[Route, list[PollJob]]] = {}
         for job in jobs:
+            if job.shop_removed:
+                # The shop was removed after the poll was claimed.
+                reason = f"shop {job.shop_slug!r} is removed"
+                await asyncio.to_thread(self._stop_poll, job, reason)
+                result.stopped += 1
+                result.not_polled[job.shipment_id] = NotPolled(reason)
+                continue
             if job.status in TERMINAL:
-                await asyncio.to_thread(self._stop, job, "shipment is final")
+                await asyncio.to_thread(self._stop_poll, job, "shipment is final")
                 result.stopped += 1
                 continue
             route = self.registry.route(job.carrier, job.shop_credentials)
             if route is None:
                 await self._no_route(job, result)
                 continue
-            label = (route.credentials or _configured(route)).label
-            key = (route.adapter.name, label)
+            key = (route.adapter.name, _label(route))
             groups.setdefault(key, (route, []))[1].append(job)
         await asyncio.gather(
             *(
@@ -198,14 +249,8 @@ class Poller:
                     col(CarrierCredential.shop_id).in_(list(slugs))
                 )
             ):
-                # The shop's slug labels its credential in logs and pauses.
                 credentials.setdefault(stored.shop_id, {})[stored.adapter] = (
-                    Credentials(
-                        label=slugs[stored.shop_id],
-                        api_key=stored.api_key,
-                        client_id=stored.client_id,
-                        client_secret=stored.client_secret,
-                    )
+                    _shop_credentials(stored, slugs[stored.shop_id])
                 )
         jobs = []
         for poll, shipment, shop in rows:
@@ -220,6 +265,8 @@ class Poller:
                     last_news_at=poll.last_news_at,
                     attempts=poll.attempts,
                     shop_credentials=credentials.get(shop.id or 0, {}),
+                    shop_slug=shop.slug,
+                    shop_removed=shop.removed_at is not None,
                 )
             )
         return jobs
@@ -246,6 +293,7 @@ class Poller:
             last_error=reason,
         )
         result.deferred += 1
+        result.not_polled[job.shipment_id] = NotPolled(reason)
 
     # --- one route -----------------------------------------------------------
 
@@ -257,18 +305,24 @@ class Poller:
         started: float,
     ) -> None:
         adapter = route.adapter
-        label = (route.credentials or _configured(route)).label
+        label = _label(route)
         batches = [
             jobs[i : i + adapter.max_batch]
             for i in range(0, len(jobs), adapter.max_batch)
         ]
+        batches = await self._hand_back_late(route, batches, result)
         while batches:
             batch = batches.pop(0)
+            if self._stopping():
+                await self._defer(
+                    route, [batch, *batches], _Blocked(utcnow(), STOP), result
+                )
+                return
             if time.monotonic() - started > self.lease.total_seconds() / 2:
                 # Half the lease is gone: hand the rest back, due now, so
                 # that no lease runs out while its shipment waits here.
-                await self._defer([batch, *batches], utcnow(), "round took too long")
-                result.deferred += sum(len(b) for b in [batch, *batches])
+                late = _Blocked(utcnow(), "the round took too long")
+                await self._defer(route, [batch, *batches], late, result)
                 return
             reservation = await asyncio.to_thread(
                 carrier_accounts.reserve_call,
@@ -281,89 +335,89 @@ class Poller:
             )
             if reservation.at is None:
                 assert reservation.blocked_until is not None
+                reason = reservation.reason or "no call slot"
                 log.info(
                     "shipment %s: %s credential %r not used until %s: %s",
                     batch[0].shipment_id,
                     adapter.name,
                     label,
                     _when(reservation.blocked_until),
-                    reservation.reason,
+                    reason,
                 )
-                rest = [batch, *batches]
-                await self._defer(rest, reservation.blocked_until, reservation.reason)
-                result.deferred += sum(len(b) for b in rest)
+                blocked = _Blocked(
+                    reservation.blocked_until, reason, reservation.paused
+                )
+                await self._defer(route, [batch, *batches], blocked, result)
                 return
             wait = (reservation.at - utcnow()).total_seconds()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if wait > 0 and not await self._sleep(wait):
+                await self._defer(
+                    route, [batch, *batches], _Blocked(utcnow(), STOP), result
+                )
+                return
             outcome = await self._call(route, batch, result)
             if outcome == "split":
                 batches[:0] = [[job] for job in batch]
-            elif isinstance(outcome, datetime):
+            elif isinstance(outcome, _Blocked):
                 # The credential or the carrier is out for a while: the
                 # rest of the route waits as long.
-                await self._defer(batches, outcome, "an earlier call failed")
-                result.deferred += sum(len(b) for b in batches)
+                await self._defer(route, batches, outcome, result)
                 return
 
+    async def _hand_back_late(
+        self, route: Route, batches: list[list[PollJob]], result: RoundResult
+    ) -> list[list[PollJob]]:
+        """Return the batches whose call can go out within ``max_wait``.
+
+        The others go back to the queue, due at their estimated call slot,
+        so that the round neither holds their leases nor waits for them.
+        The first batch always stays; its reservation logs why it waits.
+        """
+        adapter = route.adapter
+        slots = await asyncio.to_thread(
+            carrier_accounts.estimate_slots,
+            self.engine,
+            adapter.name,
+            _label(route),
+            adapter.min_interval,
+            self._daily_quota(adapter),
+            len(batches),
+        )
+        horizon = utcnow() + self.max_wait
+        keep = max(1, sum(1 for at, _ in slots if at <= horizon))
+        if keep < len(batches):
+            log.info(
+                "shipment %s: %d batch(es) for %s credential %r handed back "
+                "until their call slots, the first at %s",
+                batches[keep][0].shipment_id,
+                len(batches) - keep,
+                adapter.name,
+                _label(route),
+                _when(slots[keep][0]),
+            )
+        for batch, (at, reason) in zip(batches[keep:], slots[keep:], strict=True):
+            await self._defer(route, [batch], _Blocked(at, reason), result)
+        return batches[:keep]
+
     def _daily_quota(self, adapter: CarrierAdapter) -> int:
-        if adapter.name == "dhl":
-            return self.settings.dhl_daily_quota
-        return 0
+        return carrier_accounts.daily_quota(adapter.name, self.settings)
 
     async def _call(
         self, route: Route, batch: list[PollJob], result: RoundResult
-    ) -> str | datetime:
+    ) -> _Outcome:
         """Send one batch and record its results.
 
         Returns "ok", "split" when the batch must be retried one number at a
-        time, or the time before which the route must not be called again.
+        time, or a ``_Blocked`` when the route must not be called for a while.
         """
         adapter = route.adapter
-        label = (route.credentials or _configured(route)).label
         first = batch[0].shipment_id
         try:
             results = await adapter.track([job.request(route) for job in batch])
         except CarrierAuthError as error:
-            until = utcnow() + timedelta(minutes=self.settings.credential_pause_minutes)
-            await asyncio.to_thread(
-                carrier_accounts.pause,
-                self.engine,
-                adapter.name,
-                error.credential,
-                until,
-                str(error),
-            )
-            log.error(
-                "shipment %s: %s credential %r rejected, paused until %s: %s",
-                first,
-                adapter.name,
-                error.credential,
-                _when(until),
-                error,
-            )
-            await self._defer([batch], until, str(error))
-            result.deferred += len(batch)
-            return until
+            return await self._pause(route, batch, error, result)
         except CarrierRateLimited as error:
-            until = await asyncio.to_thread(
-                carrier_accounts.record_error,
-                self.engine,
-                adapter.name,
-                label,
-                self.settings.poll_retry_delay,
-                error.retry_after,
-            )
-            log.warning(
-                "shipment %s: %s rate limit hit (Retry-After %s), next call at %s",
-                first,
-                adapter.name,
-                "none" if error.retry_after is None else f"{error.retry_after:g} s",
-                _when(until),
-            )
-            await self._defer([batch], until, str(error))
-            result.deferred += len(batch)
-            return until
+            return await self._rate_limited(route, batch, error, result)
         except CarrierResponseError as error:
             if len(batch) > 1:
                 # One bad number can make a carrier reject a whole batch
@@ -376,8 +430,7 @@ class Poller:
                     error,
                 )
                 return "split"
-            await self._failed(route, batch, error, result)
-            return "ok"
+            return await self._failed(route, batch, error, result)
         except CarrierError as error:
             return await self._failed(route, batch, error, result)
         except Exception as error:
@@ -385,11 +438,69 @@ class Poller:
             log.exception("shipment %s: %s raised unexpectedly", first, adapter.name)
             return await self._failed(route, batch, error, result)
         await asyncio.to_thread(
-            carrier_accounts.record_success, self.engine, adapter.name, label
+            carrier_accounts.record_success, self.engine, adapter.name, _label(route)
         )
         for job, tracking in zip(batch, results, strict=True):
             await self._apply(job, tracking, adapter.name, result)
         return "ok"
+
+    async def _pause(
+        self,
+        route: Route,
+        batch: list[PollJob],
+        error: CarrierAuthError,
+        result: RoundResult,
+    ) -> _Blocked:
+        adapter = route.adapter
+        until = utcnow() + timedelta(minutes=self.settings.credential_pause_minutes)
+        await asyncio.to_thread(
+            carrier_accounts.pause,
+            self.engine,
+            adapter.name,
+            error.credential,
+            until,
+            str(error),
+            key_fingerprint(route.credentials or _configured(route)),
+        )
+        log.error(
+            "shipment %s: %s credential %r rejected, paused until %s: %s",
+            batch[0].shipment_id,
+            adapter.name,
+            error.credential,
+            _when(until),
+            error,
+        )
+        blocked = _Blocked(until, f"paused after a rejection: {error}", paused=True)
+        await self._defer(route, [batch], blocked, result)
+        return blocked
+
+    async def _rate_limited(
+        self,
+        route: Route,
+        batch: list[PollJob],
+        error: CarrierRateLimited,
+        result: RoundResult,
+    ) -> _Blocked:
+        adapter = route.adapter
+        until = await asyncio.to_thread(
+            carrier_accounts.record_error,
+            self.engine,
+            adapter.name,
+            _label(route),
+            self.settings.poll_retry_delay,
+            error.retry_after,
+        )
+        assert until is not None
+        log.warning(
+            "shipment %s: %s rate limit hit (Retry-After %s), next call at %s",
+            batch[0].shipment_id,
+            adapter.name,
+            "none" if error.retry_after is None else f"{error.retry_after:g} s",
+            _when(until),
+        )
+        blocked = _Blocked(until, f"rate limited by the carrier: {error}")
+        await self._defer(route, [batch], blocked, result)
+        return blocked
 
     async def _failed(
         self,
@@ -397,17 +508,33 @@ class Poller:
         batch: list[PollJob],
         error: Exception,
         result: RoundResult,
-    ) -> datetime:
+    ) -> _Outcome:
+        """Back off the batch's shipments, and the credential after a streak.
+
+        While the credential's errors in a row stay within
+        ``TOLERATED_ERRORS``, a batch of several numbers is split to find
+        the one that fails, and the other shipments go on.
+        """
         adapter = route.adapter
-        label = (route.credentials or _configured(route)).label
+        reason = f"{type(error).__name__}: {error}"[:_MAX_ERROR]
         until = await asyncio.to_thread(
             carrier_accounts.record_error,
             self.engine,
             adapter.name,
-            label,
+            _label(route),
             self.settings.poll_retry_delay,
+            None,
+            TOLERATED_ERRORS,
         )
-        reason = f"{type(error).__name__}: {error}"[:_MAX_ERROR]
+        if until is None and len(batch) > 1:
+            log.warning(
+                "shipment %s: %s failed for a batch of %d, retrying one by one: %s",
+                batch[0].shipment_id,
+                adapter.name,
+                len(batch),
+                reason,
+            )
+            return "split"
         for job in batch:
             delay = retry_delay(job.attempts, self.settings.poll_retry_delay)
             log.warning(
@@ -423,22 +550,50 @@ class Poller:
                 next_attempt_at=utcnow() + delay,
                 last_error=reason,
             )
+            result.not_polled[job.shipment_id] = NotPolled(reason)
         result.failed += len(batch)
-        return until
+        if until is None:
+            return "ok"
+        log.warning(
+            "shipment %s: %s credential %r backs off until %s after more than "
+            "%d failed calls in a row",
+            batch[0].shipment_id,
+            adapter.name,
+            _label(route),
+            _when(until),
+            TOLERATED_ERRORS,
+        )
+        return _Blocked(until, f"backing off after failed calls: {reason}")
 
     async def _defer(
-        self, batches: list[list[PollJob]], until: datetime, reason: str | None
+        self,
+        route: Route,
+        batches: list[list[PollJob]],
+        blocked: _Blocked,
+        result: RoundResult | None = None,
     ) -> None:
-        # Not the shipment's fault: the claim's attempt does not count.
+        """Hand shipments back until ``blocked.until``, marked as waiting.
+
+        Not the shipment's fault: the claim's attempt does not count. The
+        marked ``last_error`` lets resuming the credential find them.
+        """
+        adapter, label = route.adapter.name, _label(route)
+        reason = waiting_reason(adapter, label, blocked.until, blocked.reason)
+        note = NotPolled(
+            reason[:_MAX_ERROR], (adapter, label) if blocked.paused else None
+        )
         for batch in batches:
             for job in batch:
                 await asyncio.to_thread(
                     self._release,
                     job,
-                    next_attempt_at=until + jittered(timedelta(seconds=10)),
+                    next_attempt_at=blocked.until + jittered(timedelta(seconds=10)),
                     attempts=max(0, job.attempts - 1),
-                    last_error=reason,
+                    last_error=note.reason,
                 )
+                if result is not None:
+                    result.deferred += 1
+                    result.not_polled[job.shipment_id] = note
 
     # --- recording a result --------------------------------------------------
 
@@ -453,17 +608,18 @@ class Poller:
             created = await asyncio.to_thread(self._record, job, tracking, adapter)
         except LeaseLostError:
             log.warning("shipment %s: lease lost, result dropped", job.shipment_id)
+            reason = "another process took the poll over; its result was dropped"
+            result.not_polled[job.shipment_id] = NotPolled(reason)
             return
         except Exception as error:
             log.exception("shipment %s: recording the poll failed", job.shipment_id)
             delay = retry_delay(job.attempts, self.settings.poll_retry_delay)
+            reason = f"{type(error).__name__}: {error}"[:_MAX_ERROR]
             await asyncio.to_thread(
-                self._release,
-                job,
-                next_attempt_at=utcnow() + delay,
-                last_error=f"{type(error).__name__}: {error}"[:_MAX_ERROR],
+                self._release, job, next_attempt_at=utcnow() + delay, last_error=reason
             )
             result.failed += 1
+            result.not_polled[job.shipment_id] = NotPolled(reason)
             return
         result.polled += 1
         result.notifications += created
@@ -603,7 +759,7 @@ class Poller:
             session.add(poll)
         return True
 
-    def _stop(self, job: PollJob, reason: str) -> None:
+    def _stop_poll(self, job: PollJob, reason: str) -> None:
         release(
             self.engine,
             ShipmentPoll,
@@ -622,16 +778,93 @@ class Poller:
     # --- running -------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
-        """Poll until ``stop`` is set, resting ``poll_interval`` when idle."""
+        """Poll until ``stop`` is set, resting ``poll_interval`` when idle.
+
+        Rounds run side by side, up to ``poll_batch_size`` claimed polls in
+        all, so that a round waiting for one carrier's call slot does not
+        keep other carriers' due shipments waiting.
+        """
         wake = wake or asyncio.Event()
+        self._stop = stop
+        try:
+            await self.resume_changed_keys()
+        except Exception:
+            log.exception("checking the carrier keys for changes failed")
+        rounds: set[asyncio.Task[RoundResult]] = set()
         while not stop.is_set():
-            try:
-                done = await self.poll_round()
-            except Exception:
-                log.exception("poll round failed")
-                done = RoundResult()
-            if done.claimed < self.settings.poll_batch_size:
+            free = self.settings.poll_batch_size - self._in_flight
+            claimed = 0
+            if free > 0:
+                try:
+                    claimed = await self._start_round(free, rounds)
+                except Exception:
+                    log.exception("poll round failed")
+            if free <= 0 or claimed < free:
                 await wait_for_work(wake, stop, self.settings.poll_interval)
+        await asyncio.gather(*rounds, return_exceptions=True)
+
+    async def _start_round(
+        self, limit: int, rounds: set[asyncio.Task[RoundResult]]
+    ) -> int:
+        ids = await self._claim(limit)
+        if not ids:
+            return 0
+        self._in_flight += len(ids)
+        task = asyncio.create_task(self.poll_claimed(ids))
+        rounds.add(task)
+
+        def finished(task: asyncio.Task[RoundResult]) -> None:
+            rounds.discard(task)
+            self._in_flight -= len(ids)
+            if not task.cancelled() and task.exception() is not None:
+                # The polls stay leased and are claimed again after the lease.
+                log.error("poll round failed", exc_info=task.exception())
+
+        task.add_done_callback(finished)
+        return len(ids)
+
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds``; return False when the poller is stopped first."""
+        if self._stop is None:
+            await asyncio.sleep(seconds)
+            return True
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    async def resume_changed_keys(self) -> list[Resumed]:
+        """Resume each paused credential whose key changed since its rejection.
+
+        The configured keys and the shops' stored keys are compared with the
+        fingerprint stored with each pause. ``run`` calls this first, so a key
+        fixed in the settings takes effect when the poller starts.
+        """
+        fingerprints = await asyncio.to_thread(self._key_fingerprints)
+        return await asyncio.to_thread(
+            carrier_accounts.resume_changed_keys, self.engine, fingerprints
+        )
+
+    def _key_fingerprints(self) -> dict[tuple[str, str], str]:
+        found = {}
+        for adapter in self.registry.adapters:
+            if adapter.has_credentials():
+                configured = _configured_of(adapter)
+                found[(adapter.name, configured.label)] = key_fingerprint(configured)
+        with transaction(self.engine) as session:
+            rows = session.execute(
+                select(CarrierCredential, col(Shop.slug)).join(
+                    Shop, col(Shop.id) == CarrierCredential.shop_id
+                )
+            )
+            for stored, slug in rows:
+                credentials = _shop_credentials(stored, slug)
+                found[(stored.adapter, slug)] = key_fingerprint(credentials)
+        return found
 
 
 def _event_count(session: Any, shipment_id: int) -> int:
@@ -643,10 +876,28 @@ def _event_count(session: Any, shipment_id: int) -> int:
     return count
 
 
-def _configured(route: Route) -> Credentials:
-    adapter: Any = route.adapter
+def _configured_of(adapter: CarrierAdapter) -> Credentials:
     credentials: Credentials = getattr(adapter, "credentials", Credentials())
     return credentials
+
+
+def _configured(route: Route) -> Credentials:
+    return _configured_of(route.adapter)
+
+
+def _label(route: Route) -> str:
+    """Return the label of the credential a route uses."""
+    return (route.credentials or _configured(route)).label
+
+
+def _shop_credentials(stored: CarrierCredential, slug: str) -> Credentials:
+    # The shop's slug labels its credential in logs and pauses.
+    return Credentials(
+        label=slug,
+        api_key=stored.api_key,
+        client_id=stored.client_id,
+        client_secret=stored.client_secret,
+    )
 
 
 def _supersede(created: list[Notification]) -> int:
@@ -669,12 +920,11 @@ def _when(moment: datetime) -> str:
 
 
 async def poll_shipment(poller: Poller, shipment_id: int) -> RoundResult:
-    """Poll one shipment now, whatever its schedule (``bcctrack track``)."""
+    """Poll one shipment now, whatever its schedule (``bcctrack track``).
+
+    Raises PollLeasedError while another process holds the shipment's poll.
+    """
     poll_id = await asyncio.to_thread(make_due, poller.engine, shipment_id)
-    if poll_id is None:
-        raise LookupError(
-            f"shipment {shipment_id} is being polled by another process right now"
-        )
     ids = await asyncio.to_thread(
         claim,
         poller.engine,

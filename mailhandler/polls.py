@@ -124,10 +124,25 @@ def note_status_change(
     )
 
 
-def make_due(engine: Engine, shipment_id: int) -> int | None:
+class PollLeasedError(Exception):
+    """Another process holds the lease of a shipment's poll right now."""
+
+    def __init__(self, shipment_id: int, owner: str, until: datetime) -> None:
+        super().__init__(
+            f"shipment {shipment_id} is being polled by {owner} right now; "
+            f"its lease ends at {until.isoformat(timespec='seconds')} at the "
+            "latest, and the news it brings is stored"
+        )
+        self.shipment_id = shipment_id
+        self.owner = owner
+        self.until = until
+
+
+def make_due(engine: Engine, shipment_id: int) -> int:
     """Make a shipment's poll due now, adopting it first; return the poll id.
 
-    Returns None while another process holds the poll's lease.
+    Raises PollLeasedError while another process holds the poll's lease, and
+    LookupError when the shipment does not exist.
     """
     now = utcnow()
     adopt_new_shipments(engine, timedelta(0))
@@ -137,10 +152,11 @@ def make_due(engine: Engine, shipment_id: int) -> int | None:
             .where(col(ShipmentPoll.shipment_id) == shipment_id)
             .with_for_update()
         ).first()
-        if poll is None:
-            return None
+        if poll is None or poll.id is None:
+            raise LookupError(f"shipment {shipment_id} not found")
         if poll.lease_expires_at is not None and poll.lease_expires_at > now:
-            return None
+            owner = poll.lease_owner or "another process"
+            raise PollLeasedError(shipment_id, owner, poll.lease_expires_at)
         poll.state = PollState.ACTIVE
         poll.next_attempt_at = now
         session.add(poll)

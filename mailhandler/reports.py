@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
+from mailhandler import carrier_accounts
+from mailhandler.settings import Settings
 from mailhandler.store import transaction
 from mailhandler.store.models import (
     DriftAlarm,
@@ -17,6 +19,7 @@ from mailhandler.store.models import (
     Order,
     Shipment,
     Shop,
+    utcnow,
 )
 
 
@@ -179,3 +182,38 @@ def status_report(engine: Engine) -> dict[str, Any]:
             for alarm, slug in alarms
         ],
     }
+
+
+def carrier_account_reports(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
+    """Return the call budget of each carrier credential the poller has used.
+
+    Times that have passed show as None: a credential that is not paused has
+    ``paused_until`` None, and one that may be called now has
+    ``next_call_at`` None. ``quota_limit`` 0 means no daily quota.
+    """
+    now = utcnow()
+    today = now.date().isoformat()
+    reports = []
+    for account in carrier_accounts.list_accounts(engine):
+        paused = account.paused_until is not None and account.paused_until > now
+        waiting = carrier_accounts.waiting_count(
+            engine, account.adapter, account.credential
+        )
+        reports.append(
+            {
+                "adapter": account.adapter,
+                "credential": account.credential,
+                "paused_until": _time(account.paused_until) if paused else None,
+                "pause_reason": (
+                    carrier_accounts.pause_detail(account) if paused else None
+                ),
+                "next_call_at": (
+                    _time(account.next_call_at) if account.next_call_at > now else None
+                ),
+                "errors": account.errors,
+                "quota_used": account.quota_used if account.quota_day == today else 0,
+                "quota_limit": carrier_accounts.daily_quota(account.adapter, settings),
+                "waiting_shipments": waiting,
+            }
+        )
+    return reports

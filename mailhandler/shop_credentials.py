@@ -46,11 +46,12 @@ def set_credentials(
     api_key: str = "",
     client_id: str = "",
     client_secret: str = "",
-) -> None:
+) -> carrier_accounts.Resumed:
     """Store (or replace) a shop's credentials for ``adapter``.
 
-    Storing new credentials ends a pause the carrier's rejection of the old
-    ones started.
+    Storing credentials resumes them like ``bcctrack carriers resume``: a
+    pause that the carrier's rejection of the old ones started ends, and the
+    shop's shipments that wait for a credential are due at once.
     """
     fields = ADAPTER_FIELDS.get(adapter)
     if fields is None:
@@ -75,11 +76,16 @@ def set_credentials(
         stored.client_secret = client_secret.strip()
         stored.updated_at = utcnow()
         session.add(stored)
-    carrier_accounts.resume(engine, adapter, shop.slug)
+    return carrier_accounts.resume(engine, adapter, shop.slug, shop.id)
 
 
 def remove_credentials(engine: Engine, shop: Shop, adapter: str) -> bool:
-    """Delete a shop's credentials for ``adapter``; False when there were none."""
+    """Delete a shop's credentials for ``adapter``; False when there were none.
+
+    The shop's shipments then use the configured credentials; those that
+    waited for a credential are due at once.
+    """
+    assert shop.id is not None
     with transaction(engine) as session:
         result = session.execute(
             delete(CarrierCredential).where(
@@ -87,7 +93,10 @@ def remove_credentials(engine: Engine, shop: Shop, adapter: str) -> bool:
                 col(CarrierCredential.adapter) == adapter,
             )
         )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    removed = bool(result.rowcount)  # type: ignore[attr-defined]
+    if removed:
+        carrier_accounts.forget(engine, adapter, shop.slug, shop.id)
+    return removed
 
 
 def list_credentials(engine: Engine, shop: Shop) -> list[StoredCredential]:

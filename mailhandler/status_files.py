@@ -21,12 +21,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from extractors.carriers import carriers
 from mailhandler.carriers import dhl, fedex, seventeentrack, ups, usps
 from mailhandler.store import transaction
 from mailhandler.store.models import (
@@ -43,6 +45,7 @@ log = logging.getLogger("bcctrack.poller")
 REQUIRED_COLUMNS = ("tracking_number", "status", "occurred_at")
 OPTIONAL_COLUMNS = ("carrier", "location", "raw_code", "raw_text")
 SOURCE = "file"
+_EXAMPLE = "2026-12-04T10:15:00+01:00"
 _MAX_ERRORS = 200
 # Names an uploading client gives a file it is still writing.
 _PARTIAL = re.compile(r"^\.|\.(part|partial|tmp|filepart|uploading)$", re.IGNORECASE)
@@ -50,6 +53,19 @@ _PARTIAL = re.compile(r"^\.|\.(part|partial|tmp|filepart|uploading)$", re.IGNORE
 
 class StatusFileError(Exception):
     """A status file cannot be read at all (no header, wrong columns, bytes)."""
+
+
+class RowError(ValueError):
+    """An invalid row of a status file: what is wrong, and how to correct it."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}: {fix}")
+        self.problem = problem
+        self.fix = fix
+
+    def on_line(self, line: int) -> str:
+        """Return the message with the row's line number."""
+        return f"{self.problem} on line {line}: {self.fix}"
 
 
 @dataclass
@@ -87,7 +103,7 @@ def status_for(carrier: str | None, value: str, text: str | None) -> ShipmentSta
     """Return the canonical status of a status column value.
 
     The value is a canonical status, or the carrier's own code, mapped with
-    the table of the carrier's adapter. Raises ValueError when neither fits.
+    the table of the carrier's adapter. Raises RowError when neither fits.
     """
     cleaned = value.strip()
     try:
@@ -96,9 +112,9 @@ def status_for(carrier: str | None, value: str, text: str | None) -> ShipmentSta
         pass
     mapped = _carrier_status(carrier or "", cleaned, text)
     if mapped is None:
-        raise ValueError(
-            f"unknown status {value!r} for carrier {carrier or '(none)'}: use a "
-            "canonical status or a code of ups, usps, fedex, dhl_* or 17TRACK"
+        raise RowError(
+            f"unknown status {value!r} for carrier {carrier or '(none)'}",
+            "use a canonical status or a code of ups, usps, fedex, dhl_* or 17TRACK",
         )
     return mapped
 
@@ -119,11 +135,37 @@ def _carrier_status(carrier: str, code: str, text: str | None) -> ShipmentStatus
 
 
 def parse_time(value: str) -> datetime:
-    """Return an ISO 8601 time with an offset as UTC; raise ValueError."""
-    parsed = datetime.fromisoformat(value.strip())
+    """Return an ISO 8601 time with an offset as UTC; raise RowError."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise RowError(
+            f"invalid time {value!r}", f"use ISO 8601 with an offset, e.g. {_EXAMPLE}"
+        ) from None
     if parsed.tzinfo is None:
-        raise ValueError(f"time {value!r} has no UTC offset: add one, such as Z")
+        raise RowError(
+            f"time {value!r} without a UTC offset", f"add one, e.g. {_EXAMPLE}"
+        )
     return parsed.astimezone(UTC)
+
+
+@cache
+def _carrier_slugs() -> frozenset[str]:
+    return frozenset({*carriers(), "other"})
+
+
+def _known_carrier(value: str | None) -> str | None:
+    """Return the carrier slug of a row, None when the column is empty."""
+    if value is None:
+        return None
+    slug = value.lower()
+    known = _carrier_slugs()
+    if slug not in known:
+        raise RowError(
+            f"unknown carrier {value!r}",
+            f"use one of {', '.join(sorted(known))}, or leave it empty",
+        )
+    return slug
 
 
 def _normalize_number(value: str) -> str:
@@ -151,8 +193,8 @@ def parse_rows(data: bytes, name: str) -> tuple[list[_Row], list[str]]:
         line = reader.line_num
         try:
             rows.append(_row(line, record))
-        except ValueError as error:
-            errors.append(f"line {line}: {error}")
+        except RowError as error:
+            errors.append(error.on_line(line))
     return rows, errors
 
 
@@ -162,13 +204,26 @@ def _row(line: int, record: dict[str, str | None]) -> _Row:
         return raw.strip() if isinstance(raw, str) and raw.strip() else None
 
     if None in record:
-        raise ValueError("more fields than the header has columns")
+        raise RowError(
+            "more fields than the header has columns",
+            "quote values that contain commas",
+        )
     number = value("tracking_number")
     status = value("status")
     when = value("occurred_at")
     if not number or not status or not when:
-        raise ValueError("tracking_number, status and occurred_at must not be empty")
-    carrier = (value("carrier") or "").lower() or None
+        empty = [
+            column
+            for column, given in zip(
+                REQUIRED_COLUMNS, (number, status, when), strict=True
+            )
+            if not given
+        ]
+        raise RowError(
+            f"empty {', '.join(empty)}",
+            f"every row needs {', '.join(REQUIRED_COLUMNS)}",
+        )
+    carrier = _known_carrier(value("carrier"))
     raw_text = value("raw_text")
     event = StatusEvent(
         status=status_for(carrier, status, raw_text),

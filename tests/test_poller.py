@@ -320,7 +320,10 @@ def test_daily_quota_defers_until_midnight(
         ).one()
     tomorrow = (utcnow() + timedelta(days=1)).date()
     assert waiting.next_attempt_at.date() == tomorrow
-    assert waiting.last_error == "daily quota of 2 calls used up"
+    assert waiting.last_error == (
+        f"waiting for dhl credential 'default' until {tomorrow}T00:00:00+00:00: "
+        "daily quota of 2 calls used up"
+    )
 
 
 def test_rejected_key_pauses_credential(

@@ -12,7 +12,16 @@ import pytest
 
 from carriers import carrier_payloads as payloads
 from carriers.fake_carrier import FakeCarrierServer, Reply
-from support import cli_environment, run_cli
+from mailhandler.settings import Settings
+from mailhandler.shops import get_shop
+from mailhandler.store import open_store, transaction
+from mailhandler.store.models import (
+    Notification,
+    NotificationState,
+    Shipment,
+    utcnow,
+)
+from support import add_shipment, cli_environment, run_cli
 
 NUMBER = "00340434161094042557"
 
@@ -175,11 +184,148 @@ def test_import_events_reports_bad_lines(
 ) -> None:
     path = tmp_path / "events.csv"
     path.write_text(
-        "tracking_number,status,occurred_at\n"
-        "NOPE1,delivered,2026-09-20T10:00:00+02:00\n"
-        "NOPE2,flying,2026-09-20T10:00:00+02:00\n"
+        "tracking_number,carrier,status,occurred_at\n"
+        "NOPE1,,delivered,2026-09-20T10:00:00+02:00\n"
+        "NOPE2,,flying,2026-09-20T10:00:00+02:00\n"
+        "NOPE3,nonsense,delivered,2026-09-20T10:00:00+02:00\n"
+        "NOPE4,dhl_paket,delivered,20.09.2026 10:00\n"
+        "NOPE5,DHL_Paket,delivered,2026-09-20T10:00:00\n"
     )
     result = run_cli(environment, "import-events", str(path), check=False)
     assert result.returncode == 1
-    assert "line 3: unknown status 'flying'" in result.stderr
-    assert "2 rows, 0 applied, 1 without a shipment, 1 skipped" in result.stdout
+    errors = result.stderr.splitlines()
+    assert (
+        f"{path}: unknown status 'flying' for carrier (none) on line 3: use a "
+        "canonical status or a code of ups, usps, fedex, dhl_* or 17TRACK"
+    ) in errors
+    unknown = f"{path}: unknown carrier 'nonsense' on line 4: use one of "
+    assert any(line.startswith(unknown) for line in errors)
+    assert "dhl_paket" in next(line for line in errors if line.startswith(unknown))
+    assert (
+        f"{path}: invalid time '20.09.2026 10:00' on line 5: use ISO 8601 with "
+        "an offset, e.g. 2026-12-04T10:15:00+01:00"
+    ) in errors
+    assert (
+        f"{path}: time '2026-09-20T10:00:00' without a UTC offset on line 6: "
+        "add one, e.g. 2026-12-04T10:15:00+01:00"
+    ) in errors
+    assert "5 rows, 0 applied, 1 without a shipment, 4 skipped" in result.stdout
+
+
+def _add_stored_shipment(tmp_path: Path, number: str = NUMBER) -> int:
+    engine = open_store(Settings(data_dir=tmp_path / "data").database_url)
+    try:
+        shop = get_shop(engine, "acme")
+        assert shop.id is not None
+        return add_shipment(engine, shop.id, number, "dhl_paket")
+    finally:
+        engine.dispose()
+
+
+def test_track_paused_key_says_how_to_resume(
+    environment: dict[str, str], dhl_server: FakeCarrierServer, tmp_path: Path
+) -> None:
+    _add_stored_shipment(tmp_path)
+    dhl_server.reply(
+        "GET",
+        "/track/shipments",
+        Reply(status=401, json={"title": "Unauthorized"}),
+        Reply(json=payloads.dhl_shipments(NUMBER)),
+    )
+
+    rejected = run_cli(environment, "track", NUMBER, check=False)
+
+    assert rejected.returncode == 1
+    lines = rejected.stdout.splitlines()
+    assert lines[1].startswith(
+        "  not polled now: waiting for dhl credential 'default' until "
+    )
+    assert "paused after a rejection: dhl: GET" in lines[1]
+    assert (
+        lines[2] == "  fix the key, then 'bcctrack carriers resume dhl' ends the pause"
+    )
+    status = run_cli(environment, "status").stdout
+    assert "carrier credentials: 1" in status
+    assert "  dhl default: paused until " in status
+    assert "1 of 250 calls today; 1 shipment(s) waiting" in status
+    assert (
+        "    fix the key, then 'bcctrack carriers resume dhl' ends the pause" in status
+    )
+
+    resumed = run_cli(environment, "carriers", "resume", "dhl")
+
+    assert resumed.stdout == (
+        "dhl credential 'default' resumed: its pause ended; "
+        "1 waiting shipment(s) due now\n"
+    )
+    (account,) = json.loads(run_cli(environment, "status", "--json").stdout)[
+        "carrier_accounts"
+    ]
+    assert account["paused_until"] is None
+    assert account["waiting_shipments"] == 0
+    polled = run_cli(environment, "track", NUMBER, "--json")
+    assert json.loads(polled.stdout)["status"] == "out_for_delivery"
+    assert json.loads(polled.stdout)["not_polled"] is None
+
+
+def test_carriers_resume_unknown_shop_fails(environment: dict[str, str]) -> None:
+    result = run_cli(
+        environment, "carriers", "resume", "dhl", "--shop", "nope", check=False
+    )
+    assert result.returncode == 1
+    assert "shop 'nope' not found" in result.stderr
+    listed = run_cli(environment, "carriers", "list").stdout
+    assert listed == ""
+
+
+def test_track_rejects_empty_number(
+    environment: dict[str, str], dhl_server: FakeCarrierServer
+) -> None:
+    for number in ("", "  "):
+        result = run_cli(environment, "track", number, check=False)
+        assert result.returncode == 2
+        assert "the tracking number is empty" in result.stderr
+    assert dhl_server.requests == []
+
+
+def test_track_rejects_unknown_carrier(
+    environment: dict[str, str], dhl_server: FakeCarrierServer
+) -> None:
+    result = run_cli(
+        environment, "track", "ABC123", "--carrier", "nonsense", check=False
+    )
+    assert result.returncode == 2
+    assert "unknown carrier 'nonsense': use one of " in result.stderr
+    assert "dhl_paket" in result.stderr
+    assert dhl_server.requests == []
+
+
+def test_orders_text_shows_update_reason(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    shipment_id = _add_stored_shipment(tmp_path)
+    engine = open_store(Settings(data_dir=tmp_path / "data").database_url)
+    try:
+        with transaction(engine) as session:
+            shipment = session.get(Shipment, shipment_id)
+            assert shipment is not None
+            session.add(
+                Notification(
+                    shop_id=shipment.shop_id,
+                    order_id=shipment.order_id,
+                    shipment_id=shipment_id,
+                    update="shipped",
+                    recipient="customer@example.com",
+                    state=NotificationState.SUPPRESSED,
+                    event_at=utcnow(),
+                    reason="recipient opted out",
+                )
+            )
+    finally:
+        engine.dispose()
+
+    lines = run_cli(environment, "orders").stdout.splitlines()
+
+    (update,) = [line for line in lines if line.startswith("  update shipped")]
+    assert update.startswith("  update shipped  suppressed  ")
+    assert update.endswith("  (recipient opted out)")

@@ -10,7 +10,21 @@ from mailhandler.store.models import UpdateType
 LANGUAGES = ["en", "de", "fr", "nl", "es", "it"]
 
 
-def _context(location: str | None = "Packstation 7, Bonn") -> UpdateContext:
+# How each language's words name a link; none may appear without one.
+LINK_WORDS = {
+    "en": "link",
+    "de": "link",
+    "fr": "lien",
+    "nl": "link",
+    "es": "enlace",
+    "it": "link",
+}
+URL = "https://track.example/00340434161094042557"
+
+
+def _context(
+    location: str | None = "Packstation 7, Bonn", tracking_url: str | None = URL
+) -> UpdateContext:
     return UpdateContext(
         shop_name="Acme <Outdoor>",
         brand_color="#0a7f3f",
@@ -19,7 +33,7 @@ def _context(location: str | None = "Packstation 7, Bonn") -> UpdateContext:
         customer_name="Chris",
         carrier_name="DHL Paket",
         tracking_number="00340434161094042557",
-        tracking_url="https://track.example/00340434161094042557",
+        tracking_url=tracking_url,
         unsubscribe_url="mailto:optout.1.abcdefghijklmnop@bcc.test",
         location=location,
     )
@@ -58,3 +72,26 @@ def test_pickup_location_shown_only_when_known() -> None:
     without = render_update("available_for_pickup", "nl", _context(location=None))
     assert "Afhaalpunt: Packstation 7, Bonn" in with_place.text
     assert "Afhaalpunt" not in without.text
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("update", [u.value for u in UpdateType])
+def test_update_without_link_mentions_none(update: str, language: str) -> None:
+    rendered = render_update(update, language, _context(tracking_url=None))
+    word = LINK_WORDS[language]
+    assert word not in rendered.text.lower()
+    assert word not in rendered.html.lower()
+    assert "href=" not in rendered.html.replace('href="mailto:', "")
+    assert "00340434161094042557" in rendered.text
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("update", ["shipped", "delayed"])
+def test_update_with_link_points_to_it(update: str, language: str) -> None:
+    with_link = render_update(update, language, _context())
+    without = render_update(update, language, _context(tracking_url=None))
+    word = LINK_WORDS[language]
+    assert word in with_link.text.lower()
+    assert f'href="{URL}"' in with_link.html
+    assert URL in with_link.text
+    assert with_link.text != without.text

@@ -149,6 +149,22 @@ def _recent(hours: float) -> str:
     return (utcnow() - timedelta(hours=hours)).isoformat(timespec="seconds")
 
 
+def test_unknown_carrier_row_is_error(engine: Engine, shop_id: int) -> None:
+    add_shipment(engine, shop_id, UPS_NUMBER, "ups")
+    data = _csv(
+        f"{UPS_NUMBER},UPS,delivered,{_recent(1)},,,",
+        f"{UPS_NUMBER},nonsense,delivered,{_recent(1)},,,",
+    )
+    report = import_status_file(engine, data, "carriers.csv", MAX_AGE)
+    assert report.rows == 2
+    assert report.applied == 1
+    assert report.unmatched == 0
+    (error,) = report.errors
+    assert error.startswith("unknown carrier 'nonsense' on line 3: use one of ")
+    assert error.endswith(", or leave it empty")
+    assert " ups, " in error
+
+
 def test_status_file_rows_move_shipments(engine: Engine, shop_id: int) -> None:
     shipment_id = add_shipment(engine, shop_id, UPS_NUMBER, "ups")
     data = _csv(
@@ -163,13 +179,14 @@ def test_status_file_rows_move_shipments(engine: Engine, shop_id: int) -> None:
     assert report.rows == 6
     assert report.applied == 2
     assert report.unmatched == 1
-    assert [error.split(":")[0] for error in report.errors] == [
-        "line 4",
-        "line 5",
-        "line 6",
+    assert report.errors == [
+        "unknown status 'Q' for carrier ups on line 4: use a canonical status "
+        "or a code of ups, usps, fedex, dhl_* or 17TRACK",
+        "invalid time '2026-13-01T10:00:00+00:00' on line 5: use ISO 8601 "
+        "with an offset, e.g. 2026-12-04T10:15:00+01:00",
+        "time '2026-09-01T10:00:00' without a UTC offset on line 6: add one, "
+        "e.g. 2026-12-04T10:15:00+01:00",
     ]
-    assert "unknown status 'Q'" in report.errors[0]
-    assert "no UTC offset" in report.errors[2]
     with Session(engine) as session:
         shipment = session.get(Shipment, shipment_id)
         events = list(session.scalars(select(TrackingEvent)))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from mailhandler.cli.carriers import carriers
 from mailhandler.cli.common import CliState
 from mailhandler.cli.credentials import credentials
 from mailhandler.cli.evaluate import eval_command
@@ -53,6 +54,7 @@ for command in (
     preview,
     optout,
     import_events,
+    carriers,
 ):
     main.add_command(command)
 shop.add_command(credentials)

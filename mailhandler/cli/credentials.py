@@ -56,10 +56,17 @@ def set_(
     _, engine = state.open()
     try:
         shop = get_shop(engine, slug)
-        set_credentials(engine, shop, adapter, api_key, client_id, client_secret)
+        resumed = set_credentials(
+            engine, shop, adapter, api_key, client_id, client_secret
+        )
     except (ShopError, CredentialError) as error:
         raise click.ClickException(str(error)) from error
-    click.echo(f"{adapter} credentials of shop {slug!r} stored", err=True)
+    ended = "; its pause ended" if resumed.was_paused else ""
+    click.echo(
+        f"{adapter} credentials of shop {slug!r} stored{ended}; "
+        f"{resumed.released} waiting shipment(s) due now",
+        err=True,
+    )
 
 
 @credentials.command("list")

@@ -14,7 +14,11 @@ from mailhandler.shops import ShopError, get_shop
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per order.")
 @pass_state
 def orders(state: CliState, shop_slug: str | None, as_json: bool) -> None:
-    """List orders with their shipments and customer updates."""
+    """List orders with their shipments and customer updates.
+
+    An update with a reason shows it in brackets: why it was suppressed, or
+    the last error of a failed or retried one.
+    """
     _, engine = state.open()
     if shop_slug is not None:
         try:
@@ -36,6 +40,8 @@ def orders(state: CliState, shop_slug: str | None, as_json: bool) -> None:
             )
         for notification in report["notifications"]:
             when = notification["sent_at"] or notification["created_at"]
+            reason = f"  ({notification['reason']})" if notification["reason"] else ""
             click.echo(
-                f"  update {notification['update']}  {notification['state']}  {when}"
+                f"  update {notification['update']}  {notification['state']}  "
+                f"{when}{reason}"
             )

@@ -7,8 +7,9 @@ import json
 import click
 
 from extractors.shoprules import RuleFileError
+from mailhandler.cli.carriers import account_line
 from mailhandler.cli.common import CliState, pass_state
-from mailhandler.reports import status_report
+from mailhandler.reports import carrier_account_reports, status_report
 from mailhandler.rules import RuleBook
 from mailhandler.shops import list_shops
 
@@ -17,7 +18,7 @@ from mailhandler.shops import list_shops
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @pass_state
 def status(state: CliState, as_json: bool) -> None:
-    """Show messages and updates by state, open drift alarms and bad rule files."""
+    """Show messages and updates by state, drift alarms, rule files and carriers."""
     settings, engine = state.open()
     report = status_report(engine)
     book = RuleBook(settings.rules_folder, settings.rule_timeout)
@@ -39,6 +40,7 @@ def status(state: CliState, as_json: bool) -> None:
         if not path.name.endswith(".draft.toml") and path.stem not in slugs
     )
     report["rule_files_rejected"] = rule_problems
+    report["carrier_accounts"] = carrier_account_reports(engine, settings)
     if as_json:
         click.echo(json.dumps(report))
         return
@@ -67,3 +69,7 @@ def status(state: CliState, as_json: bool) -> None:
             click.echo(f"  {problem}")
     for name in report["rule_files_without_shop"]:
         click.echo(f"rule file {name} names no shop: check the file name's slug")
+    accounts = report["carrier_accounts"]
+    click.echo(f"carrier credentials: {len(accounts) or 'none used yet'}")
+    for account in accounts:
+        click.echo("  " + account_line(account).replace("\n", "\n  "))

@@ -4,23 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import timedelta
 from typing import Any
 
 import click
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
+from extractors.carriers import carriers
+from mailhandler import carrier_accounts
 from mailhandler.carriers import (
     CarrierError,
     CarrierRegistry,
     TrackingRequest,
     TrackingResult,
 )
+from mailhandler.carriers.base import DEFAULT_CREDENTIAL
 from mailhandler.cli.common import CliState, pass_state, print_json_line
-from mailhandler.poller import Poller, poll_shipment
+from mailhandler.poller import NotPolled, Poller, poll_shipment
+from mailhandler.polls import PollLeasedError
 from mailhandler.settings import Settings
 from mailhandler.store import transaction
-from mailhandler.store.models import Shipment, ShipmentPoll, Shop, TrackingEvent
+from mailhandler.store.models import (
+    Shipment,
+    ShipmentPoll,
+    Shop,
+    TrackingEvent,
+    utcnow,
+)
+
+# The maximum wait for a call slot when looking up a number that is not stored.
+_MAX_WAIT = timedelta(seconds=60)
 
 
 @click.command()
@@ -43,20 +57,41 @@ def track(
     A number in the store is polled like the poller would (new events are
     stored and may queue customer updates), unless it is delivered,
     returned or expired; any other number is looked up at the carrier
-    without storing anything.
+    without storing anything. Exits with 1 when a stored shipment could not
+    be polled now; the output says why.
     """
-    settings, engine = state.open()
     key = re.sub(r"\s+", "", number).upper()
+    if not key:
+        raise click.BadParameter(
+            "the tracking number is empty: give it as the carrier prints it",
+            param_hint="NUMBER",
+        )
+    if carrier is not None:
+        carrier = _known_carrier(carrier)
+    settings, engine = state.open()
     shipment_ids = _shipments(engine, key, shop_slug)
     if shipment_ids:
         reports = asyncio.run(_poll_stored(engine, settings, shipment_ids))
     else:
-        reports = [asyncio.run(_look_up(settings, key, carrier))]
+        reports = [asyncio.run(_look_up(engine, settings, key, carrier))]
     for report in reports:
         if as_json:
             print_json_line(report)
         else:
             _print(report)
+    if any(report["not_polled"] for report in reports):
+        raise SystemExit(1)
+
+
+def _known_carrier(slug: str) -> str:
+    known = sorted({*carriers(), "other"})
+    cleaned = slug.strip().lower()
+    if cleaned not in known:
+        raise click.BadParameter(
+            f"unknown carrier {slug!r}: use one of {', '.join(known)}",
+            param_hint="'--carrier'",
+        )
+    return cleaned
 
 
 def _shipments(engine: Engine, key: str, shop_slug: str | None) -> list[int]:
@@ -76,15 +111,35 @@ async def _poll_stored(
 ) -> list[dict[str, Any]]:
     registry = CarrierRegistry.from_settings(settings)
     poller = Poller(engine, settings, registry)
+    not_polled: dict[int, NotPolled] = {}
     try:
         for shipment_id in shipment_ids:
             try:
-                await poll_shipment(poller, shipment_id)
-            except LookupError as error:
-                raise click.ClickException(str(error)) from error
+                done = await poll_shipment(poller, shipment_id)
+            except PollLeasedError as error:
+                again = f"{error}; run the command again after that"
+                not_polled[shipment_id] = NotPolled(again)
+                continue
+            not_polled.update(done.not_polled)
     finally:
         await registry.aclose()
-    return [await asyncio.to_thread(_stored_report, engine, i) for i in shipment_ids]
+    reports = []
+    for shipment_id in shipment_ids:
+        report = await asyncio.to_thread(_stored_report, engine, shipment_id)
+        note = not_polled.get(shipment_id)
+        report["not_polled"] = note.reason if note else None
+        report["resume"] = (
+            _resume_command(*note.paused) if note and note.paused else None
+        )
+        reports.append(report)
+    return reports
+
+
+def _resume_command(adapter: str, credential: str) -> str:
+    command = f"bcctrack carriers resume {adapter}"
+    if credential != DEFAULT_CREDENTIAL:
+        command += f" --shop {credential}"
+    return command
 
 
 def _stored_report(engine: Engine, shipment_id: int) -> dict[str, Any]:
@@ -127,7 +182,9 @@ def _stored_report(engine: Engine, shipment_id: int) -> dict[str, Any]:
     }
 
 
-async def _look_up(settings: Settings, key: str, carrier: str | None) -> dict[str, Any]:
+async def _look_up(
+    engine: Engine, settings: Settings, key: str, carrier: str | None
+) -> dict[str, Any]:
     registry = CarrierRegistry.from_settings(settings)
     try:
         route = registry.route(carrier)
@@ -136,12 +193,36 @@ async def _look_up(settings: Settings, key: str, carrier: str | None) -> dict[st
                 f"no carrier adapter with credentials for {carrier or 'other'}: "
                 "configure one (see docs/carriers.md)"
             )
+        adapter = route.adapter
+        # The look-up spends a call of the budget the pollers share.
+        reservation = await asyncio.to_thread(
+            carrier_accounts.reserve_call,
+            engine,
+            adapter.name,
+            DEFAULT_CREDENTIAL,
+            adapter.min_interval,
+            carrier_accounts.daily_quota(adapter.name, settings),
+            _MAX_WAIT,
+        )
+        if reservation.at is None:
+            assert reservation.blocked_until is not None
+            hint = ""
+            if reservation.paused:
+                command = _resume_command(adapter.name, DEFAULT_CREDENTIAL)
+                hint = f"; fix the key, then '{command}' ends the pause"
+            raise click.ClickException(
+                f"{adapter.name} credential {DEFAULT_CREDENTIAL!r} not used until "
+                f"{_time(reservation.blocked_until)}: {reservation.reason}{hint}"
+            )
+        wait = (reservation.at - utcnow()).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
         request = TrackingRequest(key, carrier or "other", route.credentials)
         try:
-            result = (await route.adapter.track([request]))[0]
+            result = (await adapter.track([request]))[0]
         except CarrierError as error:
             raise click.ClickException(str(error)) from error
-        return _lookup_report(result, carrier, route.adapter.name)
+        return _lookup_report(result, carrier, adapter.name)
     finally:
         await registry.aclose()
 
@@ -158,6 +239,8 @@ def _lookup_report(
         "adapter": adapter,
         "error": result.error or (None if result.found else "not found"),
         "next_poll": None,
+        "not_polled": None,
+        "resume": None,
         "events": [
             {
                 "occurred_at": _time(event.occurred_at),
@@ -184,7 +267,11 @@ def _print(report: dict[str, Any]) -> None:
         f"{report['tracking_number']}  {report['carrier'] or 'unknown carrier'}  "
         f"{report['status']}  ({where}, via {report['adapter'] or 'no adapter'})"
     )
-    if report["error"]:
+    if report["not_polled"]:
+        click.echo(f"  not polled now: {report['not_polled']}")
+        if report["resume"]:
+            click.echo(f"  fix the key, then '{report['resume']}' ends the pause")
+    if report["error"] and report["error"] != report["not_polled"]:
         click.echo(f"  note: {report['error']}")
     for event in report["events"]:
         click.echo(
