@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,10 +39,6 @@ log = logging.getLogger("bcctrack.poller")
 
 RATE_LIMIT_WAIT = "waiting for the carrier's rate limit"
 _MAX_REASON = 2000
-# The fingerprint of the rejected key ends the stored pause reason, so that a
-# poller started with another key can tell that the pause is not about it.
-# TODO(a fingerprint column on carrier_account): parse no text for it.
-_FINGERPRINT = re.compile(r" \[key fingerprint ([0-9a-f]{16})\]\Z")
 
 
 @dataclass(frozen=True)
@@ -113,13 +108,8 @@ _ANY_WAITING = "waiting for % credential '%"
 
 
 def pause_detail(account: CarrierAccount) -> str:
-    """Return why a credential is paused, without the key fingerprint."""
-    return _FINGERPRINT.sub("", account.pause_reason or "") or "no reason stored"
-
-
-def _paused_fingerprint(account: CarrierAccount) -> str | None:
-    match = _FINGERPRINT.search(account.pause_reason or "")
-    return match.group(1) if match else None
+    """Return why a credential is paused."""
+    return account.pause_reason or "no reason stored"
 
 
 def _account(session: Session, adapter: str, credential: str) -> CarrierAccount:
@@ -304,9 +294,8 @@ def pause(
     with transaction(engine) as session:
         account = _account(session, adapter, credential)
         account.paused_until = until
-        account.pause_reason = (
-            f"{reason[: _MAX_REASON - 40]} [key fingerprint {fingerprint}]"
-        )
+        account.pause_reason = reason[:_MAX_REASON]
+        account.paused_key_fingerprint = fingerprint
         session.add(account)
 
 
@@ -342,6 +331,7 @@ def resume(
                 account.next_call_at = min(account.next_call_at, now)
             account.paused_until = None
             account.pause_reason = None
+            account.paused_key_fingerprint = None
             account.errors = 0
             session.add(account)
         released = _release_waiting(session, _waiting_pattern(adapter, credential))
@@ -407,7 +397,7 @@ def resume_changed_keys(
     changed = [
         account
         for account in paused
-        if (recorded := _paused_fingerprint(account)) is not None
+        if (recorded := account.paused_key_fingerprint) is not None
         and fingerprints.get((account.adapter, account.credential)) != recorded
     ]
     resumed = []

@@ -72,7 +72,7 @@ def adopt_new_shipments(engine: Engine, first_delay: timedelta) -> int:
     known = select(col(ShipmentPoll.shipment_id))
     query = (
         select(col(Shipment.id), col(Shipment.created_at), col(Shipment.status))
-        .where(col(Shipment.id).not_in(known))
+        .where(col(Shipment.id).not_in(known), col(Shipment.withdrawn_at).is_(None))
         .order_by(col(Shipment.id))
         .limit(_ADOPT_LIMIT)
     )

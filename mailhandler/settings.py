@@ -412,7 +412,8 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "Minutes a carrier credential rests after the carrier rejected "
-            "it; 'bcctrack shop credentials set' ends the pause of a shop's."
+            "it; 'bcctrack carriers resume', new shop credentials, or a changed "
+            "key at start end the pause earlier."
         ),
     )
     dhl_daily_quota: int = Field(

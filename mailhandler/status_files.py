@@ -288,7 +288,8 @@ def _apply_row(
     shop_id: int | None,
 ) -> None:
     query = select(Shipment).where(
-        func.upper(col(Shipment.tracking_number)) == row.number
+        func.upper(col(Shipment.tracking_number)) == row.number,
+        col(Shipment.withdrawn_at).is_(None),
     )
     if shop_id is not None:
         query = query.where(col(Shipment.shop_id) == shop_id)

@@ -329,3 +329,15 @@ def test_orders_text_shows_update_reason(
     (update,) = [line for line in lines if line.startswith("  update shipped")]
     assert update.startswith("  update shipped  suppressed  ")
     assert update.endswith("  (recipient opted out)")
+
+
+def test_preview_without_link(environment: dict[str, str]) -> None:
+    arguments = ["preview", "shipped", "--shop", "acme", "--language", "en"]
+    with_link = run_cli(environment, *arguments, "--format", "text").stdout
+    without = run_cli(
+        environment, *arguments, "--format", "text", "--without-link"
+    ).stdout
+    assert "the link below" in with_link
+    assert "the link below" not in without
+    assert "https://" not in without.split("--")[0]
+    assert "tracking number below" in without

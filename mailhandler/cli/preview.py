@@ -24,6 +24,12 @@ from mailhandler.store.models import UpdateType
 SAMPLE_NUMBER = "00340434161094042557"
 
 
+SAMPLE_LINK = (
+    "https://www.dhl.de/de/privatkunden/dhl-sendungsverfolgung.html"
+    f"?piececode={SAMPLE_NUMBER}"
+)
+
+
 @click.command()
 @click.argument("update", type=click.Choice([u.value for u in UpdateType]))
 @click.option(
@@ -42,6 +48,11 @@ SAMPLE_NUMBER = "00340434161094042557"
     help="The whole email, or only its HTML or text part.",
 )
 @click.option(
+    "--without-link",
+    is_flag=True,
+    help="Render as for a carrier without a tracking link (an unknown one).",
+)
+@click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -54,6 +65,7 @@ def preview(
     shop_slug: str,
     language: str | None,
     output_format: str,
+    without_link: bool,
     output: Path | None,
 ) -> None:
     """Render update UPDATE for shop SHOP with sample order data."""
@@ -77,9 +89,9 @@ def preview(
         logo_url=shop.logo_url,
         order_number="10045",
         customer_name="Chris Customer",
-        carrier_name="DHL Paket",
+        carrier_name=None if without_link else "DHL Paket",
         tracking_number=SAMPLE_NUMBER,
-        tracking_url=f"https://www.dhl.de/de/privatkunden/dhl-sendungsverfolgung.html?piececode={SAMPLE_NUMBER}",
+        tracking_url=None if without_link else SAMPLE_LINK,
         unsubscribe_url=unsubscribe_link(unsubscribe["List-Unsubscribe"]),
         location="Packstation 123, 53113 Bonn",
     )

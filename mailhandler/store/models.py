@@ -428,6 +428,9 @@ class CarrierAccount(SQLModel, table=True):
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     pause_reason: str | None = None
+    # key_fingerprint() of the key the carrier rejected: a poller that starts
+    # with another key resumes the credential.
+    paused_key_fingerprint: str | None = Field(default=None, max_length=16)
     # Consecutive failed calls; the wait after an error doubles with each.
     errors: int = 0
     # The UTC day the quota count belongs to, as YYYY-MM-DD.
