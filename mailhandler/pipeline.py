@@ -112,6 +112,19 @@ class Pipeline:
         )
         return bool(ids)
 
+    def renew(self, message_id: int) -> bool:
+        """Extend this pipeline's lease on a message; False if it lost it."""
+        with transaction(self.engine) as session:
+            renewed = session.execute(
+                update(InboundMessage)
+                .where(
+                    col(InboundMessage.id) == message_id,
+                    col(InboundMessage.lease_owner) == self.owner,
+                )
+                .values(lease_expires_at=utcnow() + self.lease)
+            )
+        return bool(renewed.rowcount)  # type: ignore[attr-defined]
+
     def process(self, message_id: int) -> Outcome | None:
         """Process a message this worker has claimed.
 
@@ -274,11 +287,14 @@ def requeue(
     message_ids: list[int] | None = None,
     states: list[InboundState] | None = None,
     shop_id: int | None = None,
+    claim_for: Pipeline | None = None,
 ) -> list[int]:
     """Queue messages again with a fresh attempt count; return their ids.
 
     Messages are chosen by id, or by state (and shop); a message that a
-    worker holds right now is left alone.
+    worker holds right now is left alone. With ``claim_for``, the messages
+    are leased to that pipeline in the same transaction, so that a running
+    service does not take them first.
     """
     now = utcnow()
     query = select(col(InboundMessage.id)).where(
@@ -302,11 +318,13 @@ def requeue(
                 .where(col(InboundMessage.id).in_(ids))
                 .values(
                     state=InboundState.QUEUED,
-                    attempts=0,
+                    attempts=0 if claim_for is None else 1,
                     next_attempt_at=now,
                     reason=None,
-                    lease_owner=None,
-                    lease_expires_at=None,
+                    lease_owner=None if claim_for is None else claim_for.owner,
+                    lease_expires_at=None
+                    if claim_for is None
+                    else now + claim_for.lease,
                 )
             )
     return sorted(ids)

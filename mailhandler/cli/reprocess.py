@@ -50,31 +50,36 @@ def reprocess(
     if failed or quarantined:
         states = [InboundState.FAILED] if failed else []
         states += [InboundState.QUARANTINED] if quarantined else []
-    queued = requeue(engine, list(message_ids) or None, states, shop_id)
-    missing = sorted(set(message_ids) - set(queued))
-    for message_id in missing:
-        click.echo(
-            f"{message_id}\tnot queued: not found, or a worker holds it", err=True
-        )
-    if queue_only or not queued:
-        click.echo(f"{len(queued)} messages queued")
-        if missing:
-            raise SystemExit(1)
-        return
-
-    pipeline = Pipeline(engine, settings.model_copy(update={"workers": 1}))
+    pipeline = None
+    if not queue_only:
+        pipeline = Pipeline(engine, settings.model_copy(update={"workers": 1}))
     try:
-        for message_id in queued:
-            if not pipeline.claim(message_id):
-                click.echo(f"{message_id}\ttaken by a running worker")
-                continue
-            outcome = pipeline.process(message_id)
-            if outcome is None:
-                click.echo(f"{message_id}\ttaken over by another process")
-                continue
-            reason = f"\t{outcome.reason}" if outcome.reason else ""
-            click.echo(f"{message_id}\t{outcome.state}{reason}")
+        queued = requeue(
+            engine, list(message_ids) or None, states, shop_id, claim_for=pipeline
+        )
+        missing = sorted(set(message_ids) - set(queued))
+        for message_id in missing:
+            click.echo(
+                f"{message_id}\tnot queued: not found, or a worker holds it", err=True
+            )
+        if pipeline is None or not queued:
+            click.echo(f"{len(queued)} messages queued")
+        else:
+            for message_id in queued:
+                _process(pipeline, message_id)
     finally:
-        pipeline.close()
+        if pipeline is not None:
+            pipeline.close()
     if missing:
         raise SystemExit(1)
+
+
+def _process(pipeline: Pipeline, message_id: int) -> None:
+    # Messages leased at requeue wait for their turn here; a lease that ran
+    # out meanwhile lets a running service take the message instead.
+    outcome = pipeline.process(message_id) if pipeline.renew(message_id) else None
+    if outcome is None:
+        click.echo(f"{message_id}\ttaken over by another process")
+        return
+    reason = f"\t{outcome.reason}" if outcome.reason else ""
+    click.echo(f"{message_id}\t{outcome.state}{reason}")
