@@ -78,7 +78,7 @@ def store_inbound(
 
     A message the shop received before keeps its first id and is not stored
     again. A different message with the Message-ID of a stored one is a
-    duplicate only once that one was verified and processed; before that it
+    duplicate only once that one was verified and processed. Before that it
     is stored as a variant, so that a forged copy with a copied Message-ID
     cannot keep the shop's genuine email out. The transaction is committed
     (and, on SQLite, synced to disk) when this returns.

@@ -231,7 +231,7 @@ class IntakeHandler:
 @dataclass(frozen=True)
 class _StoreOutcome:
     stored: list[StoredMessage]
-    # Why shops with the reject policy turned the message down, if any did.
+    # The reasons of shops with the reject policy that turned the message down.
     rejected: str
 
 
@@ -267,8 +267,8 @@ class SessionLimiter:
     def start_transfer(self, client: str) -> bool:
         """Count a DATA transfer; return False if a limit is reached.
 
-        Each transfer holds up to a few times the message size in memory, so
-        the total bounds the intake's memory; the limit per client keeps one
+        Each transfer keeps up to a few times the message size in memory, so
+        the total bounds the intake's memory. The limit per client keeps one
         client from taking every slot.
         """
         if self.transfers >= self.max_transfers:
