@@ -302,7 +302,7 @@ def _adopt_orphan(
     """Move a shipment stored without an order number to ``order``.
 
     An email that named the tracking number but no order came first; the
-    email with the order number now says which order it belongs to.
+    email with the order number now names the order it belongs to.
     """
     for shipment in same_number:
         orphan = session.get(Order, shipment.order_id)

@@ -292,7 +292,7 @@ def requeue(
     """Queue messages again with a fresh attempt count; return their ids.
 
     Messages are chosen by id, or by state (and shop); a message that a
-    worker holds right now is left alone. With ``claim_for``, the messages
+    worker has leased right now is left alone. With ``claim_for``, the messages
     are leased to that pipeline in the same transaction, so that a running
     service does not take them first.
     """

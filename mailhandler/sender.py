@@ -2,7 +2,7 @@
 
 A BCC address is a write capability, so a message triggers customer email
 only when its sender is verified against the shop's sender domains. The
-shop's policy says how. ``dkim`` needs a valid DKIM signature by a sender
+shop's policy chooses how. ``dkim`` needs a valid DKIM signature by a sender
 domain. ``domain``, for shops that cannot sign, needs the From: or envelope
 sender's domain.
 """
@@ -93,7 +93,7 @@ def check_sender_domain(
 def default_resolver(keys_file: Path | None = None) -> TxtResolver:
     """Return the DKIM key lookup: ``keys_file`` first, then DNS (dnspython).
 
-    ``keys_file`` holds lines ``<selector>._domainkey.<domain> <TXT record>``
+    ``keys_file`` contains lines ``<selector>._domainkey.<domain> <TXT record>``
     (``#`` starts a comment), so that an operator can check signatures
     without DNS, for example with a test key.
     """
