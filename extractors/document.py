@@ -51,6 +51,8 @@ class Document:
     microdata: list[dict[str, Any]] = field(default_factory=list)
     jsonld: list[Any] = field(default_factory=list)
     attributes: list[tuple[str, str]] = field(default_factory=list)
+    # (header, cell) for the cells under a tracking-number column of a table.
+    tracking_columns: list[tuple[str, str]] = field(default_factory=list)
     html_lang: str | None = None
     content_language: str | None = None
     sender: Address | None = None
@@ -93,7 +95,7 @@ def _read_parts(message: ParsedMessage, document: Document) -> None:
     document.html = list(message.html_parts)
     for number, html in enumerate(message.html_parts):
         location = f"html[{number}]"
-        content = read_html(html)
+        content = read_html(html, languages.list_pattern("tracking_labels"))
         document.lines.extend(Line(text, location) for text in content.lines)
         document.links.extend(
             Link(link.href, link.text, location) for link in content.links
@@ -101,6 +103,7 @@ def _read_parts(message: ParsedMessage, document: Document) -> None:
         document.microdata.extend(content.microdata)
         document.jsonld.extend(content.jsonld)
         document.attributes.extend(content.attributes)
+        document.tracking_columns.extend(content.columns)
         document.html_lang = document.html_lang or content.lang
     for number, text in enumerate(message.text_parts):
         location = f"text[{number}]"

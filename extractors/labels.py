@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from extractors import guards, languages
 from extractors.document import Document, Line
 from extractors.model import Candidate, Evidence, FieldName
-from extractors.numbers import read_number, read_whole_number
+from extractors.numbers import PrintedNumber, read_number, read_whole_number
 
 EXTRACTOR = "labels"
 
@@ -75,9 +75,8 @@ def _value_after(
         return (value, False) if value else None
     if start > _LABEL_LINE_SLACK:
         return None
-    # The label ends its line: the value is in the next cell.
-    # TODO(table columns in the text view): values in later rows under a
-    # header cell ("TRACKING ID" above several rows) are not reached.
+    # The label ends its line: the value is in the next cell. The rows
+    # further down a column under a header cell are read from the table.
     for offset, later in enumerate(lines[index + 1 : index + 3]):
         if later.location != line.location:
             return None
@@ -129,6 +128,23 @@ def _label_language(item: LabelledValue) -> str:
     return f"a {item.language}" if item.language else "a"
 
 
+def _tracking_candidate(
+    number: PrintedNumber,
+    evidence: Evidence,
+    language: str | None,
+    line_number: int = 0,
+) -> Candidate:
+    return Candidate(
+        field=FieldName.TRACKING_NUMBER,
+        value=number.number,
+        confidence=0.85,
+        evidence=evidence,
+        carrier=number.carrier,
+        language=language,
+        line_number=line_number,
+    )
+
+
 def tracking_candidates(document: Document) -> list[Candidate]:
     """Return tracking-number candidates next to tracking labels."""
     found = []
@@ -137,23 +153,42 @@ def tracking_candidates(document: Document) -> list[Candidate]:
         if number is None:
             continue
         where = "next cell" if item.next_cell else "same line"
+        evidence = Evidence(
+            EXTRACTOR,
+            item.line.location,
+            f"{item.label!r} then {item.value!r}",
+            f"after {_label_language(item)} tracking label ({where})",
+        )
         found.append(
-            Candidate(
-                field=FieldName.TRACKING_NUMBER,
-                value=number.number,
-                confidence=0.85,
-                evidence=Evidence(
-                    EXTRACTOR,
-                    item.line.location,
-                    f"{item.label!r} then {item.value!r}",
-                    f"after {_label_language(item)} tracking label ({where})",
-                ),
-                carrier=number.carrier,
-                language=item.language,
-                line_number=item.line_number,
+            _tracking_candidate(number, evidence, item.language, item.line_number)
+        )
+    found.extend(_column_candidates(document))
+    found.extend(_attribute_candidates(document, _ATTRIBUTE_TRACKING, tracking=True))
+    return found
+
+
+def _column_candidates(document: Document) -> list[Candidate]:
+    """Return the numbers in the cells under a tracking-number column header."""
+    found = []
+    for header, text in document.tracking_columns:
+        number = read_whole_number(text)
+        if number is None:
+            continue
+        label = languages.list_pattern("tracking_labels").search(header)
+        spoken = languages.languages_of(
+            "tracking_labels", label.group("phrase") if label else header
+        )
+        evidence = Evidence(
+            EXTRACTOR,
+            "html table",
+            f"{header!r} above {text!r}",
+            "in a table column under a tracking label",
+        )
+        found.append(
+            _tracking_candidate(
+                number, evidence, spoken[0] if len(spoken) == 1 else None
             )
         )
-    found.extend(_attribute_candidates(document, _ATTRIBUTE_TRACKING, tracking=True))
     return found
 
 

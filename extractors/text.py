@@ -122,6 +122,9 @@ class HtmlContent:
     # (id or class value, element text) of elements whose id or class names
     # what they contain, such as <span id="trackingNumber">.
     attributes: list[tuple[str, str]] = field(default_factory=list)
+    # (header cell text, cell text) for the cells under a table column whose
+    # header matched the pattern given to ``read_html``.
+    columns: list[tuple[str, str]] = field(default_factory=list)
     lang: str | None = None
 
 
@@ -250,8 +253,115 @@ def _attributes(root: etree._Element) -> list[tuple[str, str]]:
     return found
 
 
-def read_html(html: str) -> HtmlContent:
-    """Return the lines, links, markup and labelled elements of an HTML part."""
+_CELL_TAGS = ("td", "th")
+# A header cell is short; a longer cell is a sentence that mentions the label.
+_MAX_HEADER_LENGTH = 40
+# The same bound before spaces are collapsed: templates indent generously.
+_MAX_HEADER_RAW_LENGTH = 400
+# Rows read under one header cell, and header cells read in one part.
+_MAX_COLUMN_ROWS = 50
+_MAX_HEADER_CELLS = 20
+
+
+def _short_text(element: etree._Element) -> str | None:
+    """Return the text of ``element`` when it is short, else None.
+
+    Stops reading at the first sign of a long text: a layout cell holds the
+    whole email, and reading it for every cell would cost its size each time.
+    """
+    pieces = []
+    length = 0
+    for piece in element.itertext():
+        length += len(piece)
+        if length > _MAX_HEADER_RAW_LENGTH:
+            return None
+        pieces.append(piece)
+    text = clean_text(" ".join(pieces)).strip()
+    return text if len(text) <= _MAX_HEADER_LENGTH else None
+
+
+def _is_leaf_cell(cell: etree._Element) -> bool:
+    return not any(
+        isinstance(inner.tag, str) and inner.tag.lower() in _CELL_TAGS
+        for inner in cell.iterdescendants()
+    )
+
+
+def _table_rows(row: etree._Element) -> list[etree._Element]:
+    """Return the rows of the table that ``row`` belongs to, in order."""
+    section = row.getparent()
+    if section is None:
+        return [row]
+    table = section.getparent() if section.tag in ("tbody", "thead", "tfoot") else None
+    if table is None or table.tag != "table":
+        return [item for item in section if item.tag == "tr"]
+    rows = []
+    for child in table:
+        if child.tag == "tr":
+            rows.append(child)
+        elif child.tag in ("tbody", "thead", "tfoot"):
+            rows.extend(item for item in child if item.tag == "tr")
+    return rows
+
+
+def _cells(row: etree._Element) -> list[etree._Element]:
+    return [cell for cell in row if cell.tag in _CELL_TAGS]
+
+
+class _Rows:
+    """The rows of each table, read once however many header cells it has."""
+
+    def __init__(self) -> None:
+        self._positions: dict[etree._Element, tuple[list[etree._Element], int]] = {}
+
+    def below(self, row: etree._Element) -> list[etree._Element]:
+        if row not in self._positions:
+            rows = _table_rows(row)
+            for position, item in enumerate(rows):
+                self._positions[item] = (rows, position)
+        rows, position = self._positions.get(row, ([row], 0))
+        return rows[position + 1 : position + 1 + _MAX_COLUMN_ROWS]
+
+
+def _columns(root: etree._Element, header: re.Pattern[str]) -> list[tuple[str, str]]:
+    """Return the cells under column headers that ``header`` matches.
+
+    "TRACKING ID" heading a column with a number in each row below it: the
+    text view shows the first number after the header, but not the others.
+    """
+    found: list[tuple[str, str]] = []
+    tables = _Rows()
+    headers = 0
+    for cell in root.iter(*_CELL_TAGS):
+        text = _short_text(cell)
+        if not text:
+            continue
+        match = header.search(text)
+        if match is None or len(match.group()) < len(text) - 2:
+            continue
+        row = cell.getparent()
+        if row is None or row.tag != "tr" or not _is_leaf_cell(cell):
+            continue
+        headers += 1
+        if headers > _MAX_HEADER_CELLS:
+            break
+        column = _cells(row).index(cell)
+        for later in tables.below(row):
+            cells = _cells(later)
+            if column >= len(cells) or not _is_leaf_cell(cells[column]):
+                continue
+            value = _element_text(cells[column])
+            if value:
+                found.append((text, value))
+    return found
+
+
+def read_html(html: str, column_header: re.Pattern[str] | None = None) -> HtmlContent:
+    """Return the lines, links, markup and labelled elements of an HTML part.
+
+    With ``column_header``, also the cells under table columns whose header
+    cell that pattern matches.
+    """
     root = parse_html(html)
     if root is None:
         return HtmlContent()
@@ -262,6 +372,7 @@ def read_html(html: str) -> HtmlContent:
         microdata=_microdata(root),
         jsonld=_jsonld(root),
         attributes=_attributes(root),
+        columns=_columns(root, column_header) if column_header else [],
         lang=lang.strip() if lang else None,
     )
 

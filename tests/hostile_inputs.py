@@ -55,6 +55,14 @@ def _label_cells(count: int) -> bytes:
     return message(f"<p>Versand mit DHL</p><table>{rows}</table>")
 
 
+def _tracking_columns(count: int) -> bytes:
+    # A tracking header cell in every row of one long table.
+    rows = "".join(
+        f"<tr><td>Tracking number</td><td>{i:010d}</td></tr>" for i in range(count)
+    )
+    return message(f"<table>{rows}</table>")
+
+
 def _digit_groups(count: int) -> bytes:
     return message("1 " * (count * 100), "text/plain")
 
@@ -80,6 +88,7 @@ CASES: dict[str, Callable[[int], bytes]] = {
     "kind phrases on one line": _kind_phrases_on_one_line,
     "numbers on one line": _numbers_on_one_line,
     "label cells": _label_cells,
+    "tracking columns": _tracking_columns,
     "digit groups": _digit_groups,
     "tracking labels": _tracking_labels,
     "long link": _long_link,

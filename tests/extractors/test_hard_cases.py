@@ -146,6 +146,35 @@ def test_adjacent_cells_do_not_run_together() -> None:
     assert numbers(raw) == [UPS]
 
 
+# Twelve digits as FedEx prints them, failing its check digit: only a label
+# makes them tracking numbers.
+FEDEX_ROWS = ["286548999999", "286548999979", "286548999989"]
+
+
+def test_every_row_under_a_tracking_column_header() -> None:
+    rows = "".join(
+        f"<tr><td><a href='https://click.example/?q={index}'>{number}</a></td>"
+        "<td><table><tr><td>In transit</td></tr></table></td></tr>"
+        "<tr><td><img src='spacer.gif'></td></tr>"
+        for index, number in enumerate(FEDEX_ROWS)
+    )
+    raw = message(
+        "<p>Your FedEx packages are on their way.</p>"
+        "<table><tr><th>TRACKING ID</th><th>STATUS</th></tr>"
+        f"{rows}<tr><td>Phone</td><td>0800 123 4567</td></tr></table>"
+    )
+    assert sorted(numbers(raw)) == sorted(FEDEX_ROWS)
+
+
+def test_column_header_inside_a_sentence_is_no_header() -> None:
+    raw = message(
+        "<p>Your FedEx packages are on their way.</p><table><tr>"
+        "<td>The tracking number follows in another email</td></tr>"
+        f"<tr><td>{FEDEX_ROWS[0]}</td></tr><tr><td>{FEDEX_ROWS[1]}</td></tr></table>"
+    )
+    assert numbers(raw) == []
+
+
 @pytest.mark.parametrize(
     "text",
     [
