@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from extractors import kinds, labels, links, markup, patterns
+from extractors import greetings, kinds, labels, links, markup, patterns
 from extractors.document import Document, read_attached, read_document
 from extractors.message import ParsedMessage
 from extractors.model import Candidate, Extraction
@@ -61,6 +61,7 @@ def _extract(document: Document, rules: ShopRules | None) -> Extraction:
     candidates.extend(patterns.tracking_candidates(document))
     candidates.extend(labels.order_candidates(document))
     candidates.extend(kinds.candidates(document))
+    candidates.extend(greetings.candidates(document))
     if rules is not None:
         candidates = [
             c for c in candidates if c.evidence.extractor not in rules.disabled(c.field)

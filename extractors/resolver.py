@@ -409,12 +409,15 @@ class Resolver:
         )
 
     def customer(self) -> Customer:
-        """Return the customer: the original recipient of the BCC copy."""
-        # TODO(greeting names): the name comes from To: only, although the
-        # language data lists greetings ("Hello Anna,") to read it from.
+        """Return the customer: the original recipient of the BCC copy.
+
+        The name is a shop rule's, else the ``To:`` display name, else the
+        name in the email's greeting.
+        """
         recipient = self.document.recipient
         email = recipient.email if recipient else None
         name = recipient.name if recipient else None
+        ruled_name = False
         # A shop rule for the customer wins over the To: header.
         for field_name in (FieldName.CUSTOMER_EMAIL, FieldName.CUSTOMER_NAME):
             for candidate in self.of(field_name):
@@ -424,8 +427,19 @@ class Resolver:
                     email = email if email == candidate.value else candidate.value
                 else:
                     name = candidate.value
+                    ruled_name = True
                 _accept(candidate, "chosen: a shop rule")
                 break
+        for candidate in self.of(FieldName.CUSTOMER_NAME):
+            if candidate.accepted is not None:
+                continue
+            if ruled_name:
+                _reject(candidate, "a shop rule gives the name")
+            elif name:
+                _reject(candidate, f"the To: header names the customer {name!r}")
+            else:
+                name = candidate.value
+                _accept(candidate, "chosen: the greeting names the customer")
         return Customer(email=email, name=name)
 
     def language(self) -> str | None:

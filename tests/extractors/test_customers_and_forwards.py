@@ -141,3 +141,51 @@ def test_encoded_line_break_never_reaches_name() -> None:
     assert result.customer.name is not None
     assert "\r" not in result.customer.name
     assert "\n" not in result.customer.name
+
+
+@pytest.mark.parametrize(
+    ("greeting", "name"),
+    [
+        ("Hi Christopher, your package is on the way!", "Christopher"),
+        ("Hello GEORGE NIKOLARELIS,", "GEORGE NIKOLARELIS"),
+        ("Hi, Jeremy!", "Jeremy"),
+        ("Hi Jacob B.,", "Jacob B."),
+        ("Hi, Anna Berg. Your packages are out for delivery today.", "Anna Berg"),
+        ("Hi Mr T Smith", "Mr T Smith"),
+        ("Sehr geehrte Frau Weiß,", "Frau Weiß"),
+        ("Bonjour Élodie Marchand,", "Élodie Marchand"),
+        ("Gentile Andrea,", "Andrea"),
+        ("Szanowna Pani Zofia,", "Pani Zofia"),
+        ("Hi kyle,", "kyle"),
+    ],
+)
+def test_greeting_names_the_customer(greeting: str, name: str) -> None:
+    raw = message(f"{greeting}\nTracking number: {UPS}", to="bob@example.org")
+    assert extract(raw).customer.name == name
+
+
+@pytest.mark.parametrize(
+    "greeting",
+    [
+        "Hello there,",
+        "Hello,",
+        "Hello ,",
+        "Dear Valued Customer,",
+        "Liebe Kundin, lieber Kunde,",
+        "Sehr geehrte Damen und Herren,",
+        "Szanowny Odbiorco,",
+        "Bonjour Madame,",
+        "Hi ya jabroni,",
+        "Hello Anna and welcome to our shop",
+        "Hi, Thanks for your order.",
+        "Hey 1Z999AA10123456784,",
+    ],
+)
+def test_greeting_without_a_name(greeting: str) -> None:
+    raw = message(f"{greeting}\nTracking number: {UPS}", to="bob@example.org")
+    assert extract(raw).customer.name is None
+
+
+def test_to_display_name_wins_over_the_greeting() -> None:
+    raw = message(f"Hi Bobby,\nTracking number: {UPS}")
+    assert extract(raw).customer.name == "Bob Buyer"
