@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from extractors import guards
+from extractors import guards, languages
 from extractors.carriers import (
     CheckResult,
     FormatMatch,
@@ -74,7 +74,12 @@ def _spans(run: str) -> list[tuple[int, int, str]]:
 
 
 def _rejected_reason(
-    line: Line, previous: Line | None, start: int, end: int, number: str
+    line: Line,
+    previous: Line | None,
+    start: int,
+    end: int,
+    number: str,
+    passed: list[FormatMatch],
 ) -> str | None:
     text = line.text
     if guards.is_iban(number):
@@ -84,12 +89,19 @@ def _rejected_reason(
     if guards.is_phone(text, start):
         return "a phone number"
     label = guards.other_label_before(text, start)
-    if label:
+    # "Your order 1Z999AA10123456784 has shipped": a distinctive number
+    # after an order label is the shipment's, not the order's.
+    distinctive = any(m.format.distinctive for m in passed)
+    if label and not (distinctive and _is_order_label(label)):
         return f"labelled {label!r}"
     label = guards.label_cell_before(text, start, previous.text if previous else "")
     if label:
         return f"labelled {label!r} in the cell before"
     return None
+
+
+def _is_order_label(label: str) -> bool:
+    return " ".join(label.split()).casefold() in languages.phrases("order_labels")
 
 
 def _standalone(text: str, start: int, end: int, number: str) -> bool:
@@ -162,7 +174,7 @@ def tracking_candidates(document: Document) -> list[Candidate]:
                 passed = [m for m in matches if m.check == CheckResult.PASSED]
                 if not passed:
                     continue
-                reason = _rejected_reason(line, previous, start, end, number)
+                reason = _rejected_reason(line, previous, start, end, number, passed)
                 if reason is None and not any(m.format.distinctive for m in passed):
                     names = nearby.around(index)
                     reason = _weak_reason(line, start, end, number, passed, names)

@@ -123,6 +123,20 @@ def _accept(candidate: Candidate, verdict: str) -> None:
     candidate.verdict = verdict
 
 
+def _tracking_format_of(candidate: Candidate) -> str | None:
+    """Return the carrier whose distinctive format an order label's value fits.
+
+    "Your order 1Z999AA10123456784 has shipped": the value after the order
+    label is the tracking number. Shop rules and markup name their field.
+    """
+    if candidate.evidence.extractor != "labels":
+        return None
+    for match in match_formats(_compact(candidate.value).upper()):
+        if match.format.distinctive and match.check == CheckResult.PASSED:
+            return match.carrier
+    return None
+
+
 class Resolver:
     """Resolves one message's candidates into an Extraction."""
 
@@ -165,6 +179,15 @@ class Resolver:
     def order_number(self) -> str | None:
         """Return the order number: strongest layer, then HTML over text."""
         candidates = [c for c in self.of(FieldName.ORDER_NUMBER) if c.accepted is None]
+        for candidate in candidates:
+            carrier = _tracking_format_of(candidate)
+            if carrier is not None:
+                _reject(
+                    candidate,
+                    f"fits a distinctive {carrier} tracking-number format and "
+                    "passes its check digit: a tracking number, not an order number",
+                )
+        candidates = [c for c in candidates if c.accepted is None]
         strong = [c for c in candidates if c.evidence.extractor in ("rules", "markup")]
         if self.context.sender and not strong:
             for candidate in candidates:

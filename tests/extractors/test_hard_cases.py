@@ -280,3 +280,23 @@ def test_customer_from_to_header() -> None:
     result = extract(message("<p>Thank you for your order</p>"))
     assert result.customer.email == "anna@customer.example"
     assert result.customer.name == "Anna Berg"
+
+
+def test_tracking_number_after_an_order_label() -> None:
+    raw = message(
+        "<p>Your parcel is on its way with UPS.</p>",
+        subject=f"Your order {UPS} has shipped",
+    )
+    result = extract(raw)
+    assert result.order_number is None
+    assert numbers(raw) == [UPS]
+
+
+def test_order_number_in_no_carrier_format_stays_the_order() -> None:
+    raw = message(
+        "<p>Your parcel is on its way with UPS.</p>",
+        subject="Your order 4711-0815 has shipped",
+    )
+    result = extract(raw)
+    assert result.order_number == "4711-0815"
+    assert numbers(raw) == []
