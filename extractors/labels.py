@@ -20,9 +20,10 @@ from extractors.numbers import PrintedNumber, read_number, read_whole_number
 
 EXTRACTOR = "labels"
 
-# What may stand between a label and its value: punctuation, "No.", "is".
+# What may stand between a label and its value: punctuation, "No.", "is",
+# "ID" ("Ordre ID 4711").
 _SEPARATOR = re.compile(
-    r"(?:\s|[:#.\-\u2013\u2014=*°º]|n[°º]|(?:no|nr|is|è|ist|est|es|er|lautet|är|je|é|n)(?!\w))*",
+    r"(?:\s|[:#.\-\u2013\u2014=*°º]|n[°º]|(?:no|nr|id|is|è|ist|est|es|er|lautet|är|je|é|n)(?!\w))*",
     re.IGNORECASE,
 )
 _ORDER_VALUE = re.compile(

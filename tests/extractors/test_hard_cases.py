@@ -300,3 +300,20 @@ def test_order_number_in_no_carrier_format_stays_the_order() -> None:
     result = extract(raw)
     assert result.order_number == "4711-0815"
     assert numbers(raw) == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Ordre ID QSOYBTFLG - På vej",
+        "Din ordre med referencen QSOYBTFLG er blevet afsendt.",
+        "Objednávka ID QSOYBTFLG - Zásilka na cestě",
+        "Vaše objednávka s označením QSOYBTFLG je na cestě.",
+        "A sua encomenda com a referência QSOYBTFLG já foi enviada.",
+        "Votre commande avec la référence QSOYBTFLG a été expédiée.",
+        "Uw bestelling met referentie QSOYBTFLG is verzonden.",
+    ],
+)
+def test_order_reference_phrasings(line: str) -> None:
+    raw = message(f"<p>{line}</p>", subject="Update")
+    assert extract(raw).order_number == "QSOYBTFLG"
