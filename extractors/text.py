@@ -280,6 +280,14 @@ def _short_text(element: etree._Element) -> str | None:
     return text if len(text) <= _MAX_HEADER_LENGTH else None
 
 
+def _is_header(text: str, header: re.Pattern[str]) -> bool:
+    """Return whether ``text`` is a header: the pattern's match and a colon at most."""
+    if len(text) > _MAX_HEADER_LENGTH:
+        return False
+    match = header.search(text)
+    return match is not None and len(match.group()) >= len(text) - 2
+
+
 def _is_leaf_cell(cell: etree._Element) -> bool:
     return not any(
         isinstance(inner.tag, str) and inner.tag.lower() in _CELL_TAGS
@@ -336,8 +344,7 @@ def _columns(root: etree._Element, header: re.Pattern[str]) -> list[tuple[str, s
         text = _short_text(cell)
         if not text:
             continue
-        match = header.search(text)
-        if match is None or len(match.group()) < len(text) - 2:
+        if not _is_header(text, header):
             continue
         row = cell.getparent()
         if row is None or row.tag != "tr" or not _is_leaf_cell(cell):
@@ -366,13 +373,21 @@ def read_html(html: str, column_header: re.Pattern[str] | None = None) -> HtmlCo
     if root is None:
         return HtmlContent()
     lang = root.get("lang") or root.get("xml:lang")
+    lines = clean_lines(_visible_text(root))
+    columns = []
+    # A header cell is a line of its own in the text view: without such a
+    # line, no table needs reading.
+    if column_header is not None and any(
+        _is_header(line, column_header) for line in lines
+    ):
+        columns = _columns(root, column_header)
     return HtmlContent(
-        lines=clean_lines(_visible_text(root)),
+        lines=lines,
         links=_links(root),
         microdata=_microdata(root),
         jsonld=_jsonld(root),
         attributes=_attributes(root),
-        columns=_columns(root, column_header) if column_header else [],
+        columns=columns,
         lang=lang.strip() if lang else None,
     )
 
