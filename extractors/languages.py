@@ -158,3 +158,30 @@ def condition_pattern(codes: tuple[str, ...]) -> re.Pattern[str] | None:
 def lookup(list_name: str, text: str) -> Phrase | None:
     """Return the phrase of ``list_name`` that ``text`` is, ignoring case."""
     return phrases(list_name).get(" ".join(text.split()).casefold())
+
+
+@cache
+def _function_words() -> dict[str, tuple[str, ...]]:
+    table: dict[str, tuple[str, ...]] = {}
+    for code, data in languages().items():
+        for word in data.get("function_words", []):
+            key = word.casefold()
+            table[key] = (*table.get(key, ()), code)
+    return table
+
+
+_TOKEN = re.compile(r"[^\W\d_]+")
+# Words read for the count: enough for a verdict, bounded for long emails.
+_MAX_COUNTED_WORDS = 3000
+
+
+def function_word_counts(text: str) -> dict[str, int]:
+    """Return, per language, how many of its function words ``text`` contains."""
+    table = _function_words()
+    counts: dict[str, int] = {}
+    for index, match in enumerate(_TOKEN.finditer(text)):
+        if index >= _MAX_COUNTED_WORDS:
+            break
+        for code in table.get(match.group().casefold(), ()):
+            counts[code] = counts.get(code, 0) + 1
+    return counts

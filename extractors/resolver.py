@@ -32,6 +32,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from extractors import languages
 from extractors.carriers import (
     CheckResult,
     carrier_for_domain,
@@ -53,6 +54,10 @@ from extractors.model import (
 )
 
 _LANGUAGE_VOTERS = 5
+# Function words that name a language when nothing else does, and that
+# overrule a declared language when it has fewer than a quarter of them.
+_MIN_FUNCTION_WORDS = 3
+_CLEAR_FUNCTION_WORDS = 10
 # No shop sends one customer more parcels than this in one email; more
 # trusted numbers mean a report, a catalogue or hostile input.
 MAX_TRACKING_NUMBERS = 50
@@ -109,6 +114,9 @@ def _in_html(candidate: Candidate) -> bool:
     return location.startswith("html") or location == "schema.org markup"
 
 
+_PRINTED_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+
+
 def _compact(value: str) -> str:
     return re.sub(r"[^A-Z0-9]", "", value.upper())
 
@@ -137,6 +145,13 @@ def _tracking_format_of(candidate: Candidate) -> str | None:
     return None
 
 
+def _clearly_ahead(counts: dict[str, int], ranked: list[str]) -> bool:
+    """Return whether the first language of ``ranked`` leads by far."""
+    first = counts[ranked[0]]
+    second = counts[ranked[1]] if len(ranked) > 1 else 0
+    return first >= _CLEAR_FUNCTION_WORDS and first >= 2 * second
+
+
 class Resolver:
     """Resolves one message's candidates into an Extraction."""
 
@@ -144,7 +159,10 @@ class Resolver:
         self.document = document
         self.candidates = candidates
         self.context = carrier_context(document, candidates)
-        self.visible = re.sub(r"[\s-]", "", document.visible_text()).upper()
+        # A number inside a URL printed in the text part is not shown as a
+        # number: the link that carries it is what the customer sees.
+        shown = _PRINTED_URL.sub(" ", document.visible_text())
+        self.visible = re.sub(r"[\s-]", "", shown).upper()
 
     def of(self, field_name: FieldName) -> list[Candidate]:
         """Return the candidates for ``field_name``."""
@@ -466,18 +484,32 @@ class Resolver:
         return Customer(email=email, name=name)
 
     def language(self) -> str | None:
-        """Return the language: Content-Language, HTML lang, else the labels'."""
+        """Return the language: declared, else the labels', else the text's.
+
+        Content-Language and then the HTML lang attribute declare it, unless
+        the text's function words clearly say another language: templates
+        keep a lang="en" of their own whatever language they are filled in.
+        """
+        counts = languages.function_word_counts(self.document.visible_text())
+        ranked = sorted(counts, key=lambda code: counts[code], reverse=True)
+        clear = ranked[0] if ranked and _clearly_ahead(counts, ranked) else None
         for declared in (self.document.content_language, self.document.html_lang):
             code = (declared or "").split(",")[0].strip()[:2].lower()
             if code.isalpha() and len(code) == 2:
-                return code
+                return (
+                    clear if clear and counts.get(code, 0) * 4 < counts[clear] else code
+                )
         # The subject's phrases decide, else the first few labels and phrases
         # of the body: a bilingual email leads with its main language.
         voters = [c for c in self.candidates if c.language]
         in_subject = [c for c in voters if c.evidence.location == "subject"]
         voters = in_subject or sorted(voters, key=self._line_index)[:_LANGUAGE_VOTERS]
         if not voters:
-            return None
+            return (
+                ranked[0]
+                if ranked and counts[ranked[0]] >= _MIN_FUNCTION_WORDS
+                else None
+            )
         votes = Counter(c.language for c in voters if c.language)
         first = {c.language: i for i, c in reversed(list(enumerate(voters)))}
         return max(votes, key=lambda code: (votes[code], -first[code]))

@@ -317,3 +317,31 @@ def test_order_number_in_no_carrier_format_stays_the_order() -> None:
 def test_order_reference_phrasings(line: str) -> None:
     raw = message(f"<p>{line}</p>", subject="Update")
     assert extract(raw).order_number == "QSOYBTFLG"
+
+
+GERMAN_TEXT = (
+    "<p>Ihr Paket kommt heute. Die Sendung wurde an den Zusteller übergeben "
+    "und wird Ihnen zwischen 10 und 14 Uhr zugestellt. Wenn Sie nicht zu Hause "
+    "sind, geben wir das Paket bei einem Nachbarn ab oder bringen es zu einer "
+    "Filiale. Mit der App können Sie die Zustellung auf dem Weg ändern.</p>"
+)
+
+
+def test_text_overrules_a_template_lang_attribute() -> None:
+    raw = message(f"<html lang='en'><body>{GERMAN_TEXT}</body></html>")
+    assert extract(raw).language == "de"
+
+
+def test_declared_lang_kept_for_a_mixed_text() -> None:
+    body = "<p>Your parcel is on its way and will arrive with the driver.</p>"
+    raw = message(f"<html lang='de'><body>{body}{GERMAN_TEXT}</body></html>")
+    assert extract(raw).language == "de"
+
+
+def test_function_words_name_an_undeclared_language() -> None:
+    body = (
+        "<p>Dziękujemy, że jesteś z nami. Nie musisz nic robić: wszystko "
+        "zostało przygotowane przez nasz zespół dla Ciebie.</p>"
+    )
+    raw = message(body, subject="Info")
+    assert extract(raw).language == "pl"
