@@ -405,6 +405,7 @@ class Resolver:
         """Return the carrier of ``number``: its link or markup, else its format.
 
         A carrier name printed right before the number counts first, then the
+        sender of a carrier's own email for a number it labels, then the
         carriers the email names. A number that fits no known format takes
         the one carrier the email names, or the one a shared name means in
         the email's language.
@@ -423,6 +424,19 @@ class Resolver:
         ]
         context = list(dict.fromkeys([*hinted, *self.context.all()]))
         matches = match_formats(number)
+        sender = self.context.sender
+        if sender and any(c.evidence.extractor == "labels" for c in found):
+            # A carrier's own email labels its own numbers, unless the number
+            # passes the check of another carrier's distinctive format.
+            others = [
+                m
+                for m in matches
+                if m.carrier != sender
+                and m.check == CheckResult.PASSED
+                and m.format.distinctive
+            ]
+            if not others:
+                return sender
         for check in (CheckResult.PASSED, CheckResult.NONE, CheckResult.FAILED):
             fitting = [m.carrier for m in matches if m.check == check]
             in_context = [c for c in context if c in fitting]

@@ -345,3 +345,13 @@ def test_function_words_name_an_undeclared_language() -> None:
     )
     raw = message(body, subject="Info")
     assert extract(raw).language == "pl"
+
+
+def test_carrier_email_labels_its_own_number() -> None:
+    # Twenty digits: the pattern of USPS's and others' formats, not FedEx's.
+    raw = message("<p>Tracking number: 61290912345678912345</p>").replace(
+        b"From: Shop <orders@shop.example>", b"From: FedEx <TrackingUpdates@fedex.com>"
+    )
+    shipments = extract(raw).shipments
+    assert [s.tracking_number for s in shipments] == ["61290912345678912345"]
+    assert shipments[0].carrier == "fedex"
