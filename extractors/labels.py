@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from extractors import guards, languages
+from extractors.carriers import CheckResult, match_formats
 from extractors.document import Document, Line
 from extractors.model import Candidate, Evidence, FieldName
 from extractors.numbers import PrintedNumber, read_number, read_whole_number
@@ -148,8 +149,25 @@ def _tracking_candidate(
 
 def tracking_candidates(document: Document) -> list[Candidate]:
     """Return tracking-number candidates next to tracking labels."""
+    found = _labelled_numbers(document, "tracking_labels", "tracking label")
+    # A phrase that names the parcel ("Your parcel") also precedes other
+    # words, so a number that fits a format and fails its check digit is not
+    # taken after one.
+    found.extend(
+        candidate
+        for candidate in _labelled_numbers(
+            document, "parcel_labels", "phrase that names the parcel"
+        )
+        if not _fails_its_check(candidate.value)
+    )
+    found.extend(_column_candidates(document))
+    found.extend(_attribute_candidates(document, _ATTRIBUTE_TRACKING, tracking=True))
+    return found
+
+
+def _labelled_numbers(document: Document, list_name: str, what: str) -> list[Candidate]:
     found = []
-    for item in labelled_values(all_lines(document), "tracking_labels", _read_tracking):
+    for item in labelled_values(all_lines(document), list_name, _read_tracking):
         number = read_number(item.value)
         if number is None:
             continue
@@ -158,14 +176,17 @@ def tracking_candidates(document: Document) -> list[Candidate]:
             EXTRACTOR,
             item.line.location,
             f"{item.label!r} then {item.value!r}",
-            f"after {_label_language(item)} tracking label ({where})",
+            f"after {_label_language(item)} {what} ({where})",
         )
         found.append(
             _tracking_candidate(number, evidence, item.language, item.line_number)
         )
-    found.extend(_column_candidates(document))
-    found.extend(_attribute_candidates(document, _ATTRIBUTE_TRACKING, tracking=True))
     return found
+
+
+def _fails_its_check(number: str) -> bool:
+    checks = {match.check for match in match_formats(number)}
+    return CheckResult.FAILED in checks and CheckResult.PASSED not in checks
 
 
 def _column_candidates(document: Document) -> list[Candidate]:

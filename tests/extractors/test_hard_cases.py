@@ -355,3 +355,21 @@ def test_carrier_email_labels_its_own_number() -> None:
     shipments = extract(raw).shipments
     assert [s.tracking_number for s in shipments] == ["61290912345678912345"]
     assert shipments[0].carrier == "fedex"
+
+
+@pytest.mark.parametrize(
+    ("line", "number"),
+    [
+        ("Dziś doręczamy Twoją paczkę 1000399528451U", "1000399528451U"),
+        ("Your package JY26CAA0D000551012 has been collected.", "JY26CAA0D000551012"),
+        ("Ihre Sendung 00340434554012921360 kommt heute.", "00340434554012921360"),
+    ],
+)
+def test_number_after_a_parcel_phrase(line: str, number: str) -> None:
+    raw = message(f"<p>{line}</p>", subject="Update")
+    assert numbers(raw) == [number]
+
+
+def test_polish_delivery_today_is_out_for_delivery() -> None:
+    raw = message("<p>Dziś doręczamy Twoją paczkę 1000399528451U</p>", subject="DPD")
+    assert extract(raw).kind == Kind.OUT_FOR_DELIVERY
