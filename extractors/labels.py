@@ -250,6 +250,12 @@ def order_candidates(document: Document) -> list[Candidate]:
     for item in labelled_values(all_lines(document), "order_labels", _read_order):
         match = _ORDER_VALUE.match(item.value)
         value = match.group("value") if match else item.value
+        if value.isalpha() and (
+            value.casefold() in languages.kind_words()
+            or value.casefold() in languages.phrases("order_headings")
+        ):
+            # "ORDER SHIPPED", "ORDER SUMMARY": a heading, not a code.
+            continue
         confidence = {"subject": 0.7}.get(item.line.location, 0.8)
         if item.line.location.startswith("html"):
             confidence = 0.85

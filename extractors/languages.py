@@ -121,6 +121,16 @@ def kind_phrases(place: str) -> dict[str, list[Phrase]]:
 
 
 @cache
+def kind_words() -> frozenset[str]:
+    """Return every word of every kind phrase, casefolded ("shipped", "versandt")."""
+    words: set[str] = set()
+    for place in ("subject", "body"):
+        for text in kind_phrases(place):
+            words.update(_TOKEN.findall(text))
+    return frozenset(words)
+
+
+@cache
 def kind_pattern(place: str) -> re.Pattern[str]:
     """Return one pattern that matches any kind phrase of ``place``."""
     words = list(kind_phrases(place))

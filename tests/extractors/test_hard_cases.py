@@ -373,3 +373,11 @@ def test_number_after_a_parcel_phrase(line: str, number: str) -> None:
 def test_polish_delivery_today_is_out_for_delivery() -> None:
     raw = message("<p>Dziś doręczamy Twoją paczkę 1000399528451U</p>", subject="DPD")
     assert extract(raw).kind == Kind.OUT_FOR_DELIVERY
+
+
+@pytest.mark.parametrize(
+    "heading", ["ORDER SHIPPED", "ORDER SUMMARY", "BESTELLUNG VERSANDT"]
+)
+def test_heading_after_order_label_is_no_order_number(heading: str) -> None:
+    raw = message(f"<h1>{heading}</h1><p>Thank you for shopping with us.</p>")
+    assert extract(raw).order_number is None
