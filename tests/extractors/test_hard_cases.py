@@ -379,5 +379,5 @@ def test_polish_delivery_today_is_out_for_delivery() -> None:
     "heading", ["ORDER SHIPPED", "ORDER SUMMARY", "BESTELLUNG VERSANDT"]
 )
 def test_heading_after_order_label_is_no_order_number(heading: str) -> None:
-    raw = message(f"<h1>{heading}</h1><p>Thank you for shopping with us.</p>")
+    raw = message(f"<h1>{heading} | More goodies are coming!</h1><p>Thank you.</p>")
     assert extract(raw).order_number is None
