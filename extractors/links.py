@@ -13,9 +13,9 @@ import html
 import logging
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from extractors.carriers import match_link
+from extractors.carriers import CheckResult, match_formats, match_link
 from extractors.document import Document
 from extractors.model import Candidate, Evidence, FieldName
 
@@ -32,6 +32,12 @@ _NESTED = re.compile(r"https?(?::|%3A|%253A)(?://|%2F%2F|%252F%252F)", re.IGNORE
 _NUMBER_SPLIT = re.compile(r"[,;+\s|]+")
 _TRACKING_VALUE = re.compile(r"[A-Z0-9]{5,40}")
 _MAX_NESTING = 4
+# Query parameters that name a tracking number on any site: shops' own
+# tracking pages and tracking services ("order-status?tracking-number=...").
+_TRACKING_PARAMETER = re.compile(
+    r"(?:tracking|track|trk)[-_]?(?:number|num|nbr|no|id|code)?|tracknum|trknbr",
+    re.IGNORECASE,
+)
 # Click-tracking links of shop emails are under 2,000 characters. Longer
 # ones are not read: the carriers' link patterns scan a link once for each
 # carrier domain in it, so a link that repeats a domain costs time that
@@ -93,6 +99,28 @@ def numbers_in_link(href: str) -> list[LinkNumber]:
     return found
 
 
+def parameter_numbers(href: str) -> list[tuple[str, str]]:
+    """Return (number, URL) for tracking-number parameters of links to any site.
+
+    Only a value that fits a carrier's format, without failing its check
+    digit, counts: such parameters also carry order ids and session keys.
+    """
+    found: list[tuple[str, str]] = []
+    if len(href) > MAX_LINK_LENGTH:
+        return found
+    for url in unwrap(href):
+        for name, value in parse_qsl(urlsplit(url).query):
+            if not _TRACKING_PARAMETER.fullmatch(name):
+                continue
+            number = value.replace("-", "").replace(" ", "").upper()
+            if not _TRACKING_VALUE.fullmatch(number):
+                continue
+            checks = {m.check for m in match_formats(number)}
+            if checks - {CheckResult.FAILED}:
+                found.append((number, url))
+    return found
+
+
 def candidates(document: Document) -> list[Candidate]:
     """Return a tracking-number candidate for each carrier link in the message.
 
@@ -106,7 +134,10 @@ def candidates(document: Document) -> list[Candidate]:
         if budget < 0:
             log.debug("links after the first %d not read", position)
             break
-        for item in numbers_in_link(link.href):
+        carrier_numbers = numbers_in_link(link.href)
+        if not carrier_numbers:
+            found.extend(_parameter_candidates(link.href, link.location))
+        for item in carrier_numbers:
             found.append(
                 Candidate(
                     field=FieldName.TRACKING_NUMBER,
@@ -123,3 +154,21 @@ def candidates(document: Document) -> list[Candidate]:
                 )
             )
     return found
+
+
+def _parameter_candidates(href: str, location: str) -> list[Candidate]:
+    return [
+        Candidate(
+            field=FieldName.TRACKING_NUMBER,
+            value=number,
+            confidence=0.75,
+            evidence=Evidence(
+                # The parameter's name labels the value, as a label would.
+                "labels",
+                location,
+                url[:200],
+                "in a tracking-number parameter of a link",
+            ),
+        )
+        for number, url in parameter_numbers(href)
+    ]

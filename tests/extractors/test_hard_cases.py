@@ -381,3 +381,23 @@ def test_polish_delivery_today_is_out_for_delivery() -> None:
 def test_heading_after_order_label_is_no_order_number(heading: str) -> None:
     raw = message(f"<h1>{heading} | More goodies are coming!</h1><p>Thank you.</p>")
     assert extract(raw).order_number is None
+
+
+def test_number_in_a_tracking_parameter_of_a_shop_link() -> None:
+    href = f"https://track.shop.example/order-status?tracking-number={UPS}"
+    raw = message(f"<p>Your order is on its way.</p><a href='{href}'>Track</a>")
+    assert numbers(raw) == [UPS]
+
+
+@pytest.mark.parametrize(
+    "value", ["a8f3c9e2d1b04f6e9a7c", "1Z999AA10123456785", "SH123456789012345678"]
+)
+def test_parameter_value_outside_carrier_formats_is_not_taken(value: str) -> None:
+    href = f"https://track.shop.example/order-status?tracking_id={value}"
+    raw = message(f"<p>Your order is on its way.</p><a href='{href}'>Track</a>")
+    assert numbers(raw) == []
+
+
+def test_order_is_here_subject_is_delivered() -> None:
+    raw = message("<p>Enjoy!</p>", subject="Your order is HERE!")
+    assert extract(raw).kind == Kind.DELIVERED
