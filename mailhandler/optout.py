@@ -3,10 +3,11 @@
 Every update carries a ``List-Unsubscribe`` header (RFC 2369) with a mailto:
 address at the intake domain, ``optout.<notification id>.<signature>``, and,
 when ``unsubscribe_base_url`` is set, an https link with the same token for
-one-click opt-out (RFC 8058, announced by ``List-Unsubscribe-Post``). The
-signature is an HMAC-SHA256 of the notification id, so nobody can opt out an
-address without having received an update for it. A token opts out the
-notification's recipient for the notification's shop.
+one-click opt-out (RFC 8058, announced by ``List-Unsubscribe-Post``), which
+``mailhandler.web`` serves. The signature is an HMAC-SHA256 of the
+notification id, so nobody can opt out an address without having received an
+update for it. A token opts out the notification's recipient for the
+notification's shop.
 """
 
 from __future__ import annotations
@@ -158,8 +159,6 @@ def unsubscribe_headers(settings: Settings, notification_id: int) -> dict[str, s
     address = mailto_address(key, notification_id, settings.intake_domain)
     links = [f"<mailto:{address}?subject=unsubscribe>"]
     headers = {}
-    # TODO(serve the one-click endpoint): the base URL must lead to a web
-    # endpoint of the operator's that passes the token to opt_out_by_token.
     if settings.unsubscribe_base_url:
         url = one_click_url(
             settings.unsubscribe_base_url, make_token(key, notification_id)
@@ -213,6 +212,19 @@ def add_opt_out(engine: Engine, shop_id: int, address: str, source: str) -> bool
         return _insert(session, shop_id, normalized, source)
 
 
+def _notification_of_token(
+    session: Session, settings: Settings, token: str
+) -> Notification | None:
+    """Return the notification a valid token names, if it has a recipient."""
+    notification_id = verify_token(signing_key(settings), token)
+    if notification_id is None:
+        return None
+    notification = session.get(Notification, notification_id)
+    if notification is None or not notification.recipient:
+        return None
+    return notification
+
+
 def opt_out_by_token(
     engine: Engine, settings: Settings, token: str, source: str
 ) -> bool:
@@ -221,23 +233,34 @@ def opt_out_by_token(
     Returns False when the token is invalid or names no notification. The
     one-click web endpoint and the mailto: intake both end here.
     """
-    notification_id = verify_token(signing_key(settings), token)
-    if notification_id is None:
-        return False
     with transaction(engine) as session:
-        notification = session.get(Notification, notification_id)
-        if notification is None or not notification.recipient:
+        notification = _notification_of_token(session, settings, token)
+        if notification is None:
             return False
         address = notification.recipient.strip().lower()
         added = _insert(session, notification.shop_id, address, source)
     log.info(
         "notification %s: recipient opted out of shop %s by %s%s",
-        notification_id,
+        notification.id,
         notification.shop_id,
         source,
         "" if added else " (again)",
     )
     return True
+
+
+def shop_name_of_token(engine: Engine, settings: Settings, token: str) -> str | None:
+    """Return the name of the shop whose update a token came with.
+
+    Returns None in the cases where opt_out_by_token returns False: the token
+    is invalid or names no notification. Nothing is recorded.
+    """
+    with transaction(engine) as session:
+        notification = _notification_of_token(session, settings, token)
+        if notification is None:
+            return None
+        shop = session.get(Shop, notification.shop_id)
+        return shop.name if shop is not None else None
 
 
 def record_mailto_opt_out(engine: Engine, settings: Settings, address: str) -> bool:

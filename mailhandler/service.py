@@ -1,4 +1,4 @@
-"""``bcctrack serve``: the SMTP intake, pipeline workers, notifier and poller."""
+"""``bcctrack serve``: SMTP intake, workers, notifier, poller, HTTP listener."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from mailhandler.poller import Poller
 from mailhandler.settings import Settings
 from mailhandler.status_files import DropFolder
 from mailhandler.store.engine import is_postgresql
+from mailhandler.web import start_web, warn_about_web_settings
 
 log = logging.getLogger("bcctrack.service")
 
-Role = Literal["all", "intake", "worker", "poller"]
+Role = Literal["all", "intake", "worker", "poller", "web"]
 
 
 async def serve(engine: Engine, settings: Settings, role: Role) -> None:
@@ -36,6 +37,7 @@ async def serve(engine: Engine, settings: Settings, role: Role) -> None:
     pipeline_wake = asyncio.Event()
     notifier_wake = asyncio.Event()
     server = None
+    web_runner = None
     pipeline = None
     registry = None
     tasks: list[asyncio.Task[None]] = []
@@ -45,6 +47,13 @@ async def serve(engine: Engine, settings: Settings, role: Role) -> None:
         for sock in server.sockets:
             host, port = sock.getsockname()[:2]
             log.info("SMTP intake listening on %s:%s", host, port)
+    # Under "all" the listener is optional: web_port 0 (the default) means
+    # that another process, or none, serves the one-click links.
+    if role == "web" or (role == "all" and settings.web_port):
+        web_runner = await start_web(engine, settings)
+        for host, port in (address[:2] for address in web_runner.addresses):
+            log.info("HTTP listener for one-click opt-outs on %s:%s", host, port)
+        warn_about_web_settings(settings)
     if role in ("all", "worker"):
         pipeline = Pipeline(
             engine,
@@ -96,6 +105,8 @@ async def serve(engine: Engine, settings: Settings, role: Role) -> None:
     if server is not None:
         server.close()
         await server.wait_closed()
+    if web_runner is not None:
+        await web_runner.cleanup()
     await asyncio.gather(*tasks, return_exceptions=True)
     if pipeline is not None:
         pipeline.close()

@@ -26,7 +26,7 @@ log = logging.getLogger("bcctrack.settings")
 ENV_PREFIX = "BCCTRACK_"
 CONFIG_ENV = "BCCTRACK_CONFIG"
 
-Role = Literal["all", "intake", "worker", "poller"]
+Role = Literal["all", "intake", "worker", "poller", "web"]
 
 
 class SettingsError(Exception):
@@ -349,7 +349,7 @@ class Settings(BaseSettings):
         description="17TRACK API key, sent as the 17token header.",
     )
 
-    # --- Poller, status files and opt-out (mailhandler.poller) --------------
+    # --- Poller, status files and opt-out (mailhandler.poller, .web) --------
     # The schedule below polls a new shipment soon, then less often the
     # further it is from delivery, and never after delivered, returned or
     # expired. Every interval is jittered by +-15 %.
@@ -440,13 +440,37 @@ class Settings(BaseSettings):
             "only after its size has not changed for one such interval."
         ),
     )
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="Address the HTTP listener for one-click opt-outs binds to.",
+    )
+    web_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description=(
+            "Port of the HTTP listener for one-click opt-outs, which serves "
+            "/unsubscribe over plain HTTP to serve --role all or web; 0: no "
+            "listener. Put a TLS reverse proxy in front of it whose https URL "
+            "is unsubscribe_base_url."
+        ),
+    )
+    web_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        description=(
+            "Seconds the HTTP listener waits for a request's headers, for its "
+            "body, and on an idle kept-alive connection."
+        ),
+    )
     unsubscribe_base_url: str | None = Field(
         default=None,
         description=(
-            "https URL of a web endpoint that takes one-click opt-outs "
-            "(RFC 8058) and passes the token to optout.opt_out_by_token; "
-            "bcctrack does not serve it. Unset: the List-Unsubscribe header "
-            "has only a mailto: address at the intake domain."
+            "https URL of the one-click opt-out endpoint (RFC 8058) that "
+            "update emails link to with ?token=...; a TLS reverse proxy must "
+            "forward it to /unsubscribe on web_host:web_port. Unset: the "
+            "List-Unsubscribe header has only a mailto: address at the "
+            "intake domain."
         ),
     )
     unsubscribe_secret: SecretStr = Field(

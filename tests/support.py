@@ -1,4 +1,4 @@
-"""Test support: free ports, an SMTP sink, intake in a thread, CLI runs."""
+"""Test support: free ports, an SMTP sink, listeners in a thread, CLI runs."""
 
 from __future__ import annotations
 
@@ -122,6 +122,30 @@ def running_intake(
             await server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+@contextmanager
+def running_web(engine: Engine, settings: Settings) -> Iterator[int]:
+    """Run bcctrack's HTTP listener in a background event loop; yield its port.
+
+    ``settings.web_port`` 0 binds a free port.
+    """
+    from mailhandler.web import start_web
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner = asyncio.run_coroutine_threadsafe(start_web(engine, settings), loop).result(
+        timeout=10
+    )
+    port: int = runner.addresses[0][1]
+    try:
+        yield port
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
