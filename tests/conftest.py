@@ -1,4 +1,4 @@
-"""Shared fixtures: the email corpus, store URLs on SQLite and PostgreSQL."""
+"""Shared fixtures: the email corpus, stores on SQLite and PostgreSQL, DHL."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from carriers.fake_carrier import FakeCarrierServer
 from mailhandler.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,3 +98,14 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("BCCTRACK_") and key not in _TEST_VARIABLES:
             monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def dhl_server() -> Iterator[FakeCarrierServer]:
+    """A local server that answers as DHL's tracking API does."""
+    server = FakeCarrierServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()

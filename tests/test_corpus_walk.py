@@ -10,11 +10,9 @@ email's language.
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Iterator
 from email.utils import parseaddr
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
@@ -40,16 +38,6 @@ from test_poller import (
 )
 
 CORPUS_FILE = "rendered/prestashop_de_in_transit_1.eml"
-
-
-@pytest.fixture
-def dhl_server() -> Iterator[FakeCarrierServer]:
-    server = FakeCarrierServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def test_corpus_shipment_followed_to_delivered(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -39,16 +38,6 @@ from test_poller import (
     run_round,
     send_all,
 )
-
-
-@pytest.fixture
-def dhl_server() -> Iterator[FakeCarrierServer]:
-    server = FakeCarrierServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def test_token_round_trip_and_tampering(tmp_path: Path) -> None:

@@ -61,16 +61,6 @@ ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 SHOP_NAME = 'Acme <b>"Outdoor"</b> & Co'
 
 
-@pytest.fixture
-def dhl_server() -> Iterator[FakeCarrierServer]:
-    server = FakeCarrierServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def _settings(tmp_path: Path, **values: object) -> Settings:
     defaults: dict[str, object] = {
         "data_dir": tmp_path,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,16 +37,6 @@ DHL_PATH = "/track/shipments"
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     guard_loopback(monkeypatch)
-
-
-@pytest.fixture
-def dhl_server() -> Iterator[FakeCarrierServer]:
-    server = FakeCarrierServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def dhl_event(hours_ago: float, code: str, description: str) -> dict[str, Any]:

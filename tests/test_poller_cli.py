@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
@@ -24,16 +23,6 @@ from mailhandler.store.models import (
 from support import add_shipment, cli_environment, run_cli
 
 NUMBER = "00340434161094042557"
-
-
-@pytest.fixture
-def dhl_server() -> Iterator[FakeCarrierServer]:
-    server = FakeCarrierServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
