@@ -1,4 +1,4 @@
-"""Shared fixtures: the email corpus, stores on SQLite and PostgreSQL, DHL."""
+"""Shared fixtures: the email corpus, stores on SQLite and PostgreSQL, carrier API."""
 
 from __future__ import annotations
 
@@ -101,8 +101,8 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def dhl_server() -> Iterator[FakeCarrierServer]:
-    """A local server that answers as DHL's tracking API does."""
+def carrier_server() -> Iterator[FakeCarrierServer]:
+    """A fake carrier API on 127.0.0.1, closed after the test."""
     server = FakeCarrierServer()
     server.start()
     try:

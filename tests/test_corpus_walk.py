@@ -43,7 +43,7 @@ CORPUS_FILE = "rendered/prestashop_de_in_transit_1.eml"
 def test_corpus_shipment_followed_to_delivered(
     engine: Engine,
     tmp_path: Path,
-    dhl_server: FakeCarrierServer,
+    carrier_server: FakeCarrierServer,
     corpus_dir: Path,
     corpus_labels: list[dict[str, str]],
 ) -> None:
@@ -56,7 +56,7 @@ def test_corpus_shipment_followed_to_delivered(
         if line.lower().startswith("from:")
     )
     shop = add_shop(engine, "presta", "Presta Shop", [sender.rpartition("@")[2]])
-    settings = make_settings(tmp_path, dhl_server, intake_port=0)
+    settings = make_settings(tmp_path, carrier_server, intake_port=0)
     number = label["tracking_numbers"]
 
     with (
@@ -100,7 +100,7 @@ def test_corpus_shipment_followed_to_delivered(
         notifier = Notifier(engine, settings, SmtpBackend("127.0.0.1", sink_port))
         expected = 0
         for events, status, subject in steps:
-            dhl_server.reply("GET", DHL_PATH, dhl_answer(*events, number=number))
+            carrier_server.reply("GET", DHL_PATH, dhl_answer(*events, number=number))
             make_due(engine)
             run_round(make_poller(engine, settings))
             with Session(engine) as session:
@@ -117,4 +117,4 @@ def test_corpus_shipment_followed_to_delivered(
                 assert label["order_number"] in str(email["Subject"])
                 assert email["Content-Language"] == "de"
                 assert received[-1].rcpt_tos == [label["customer_email"]]
-    assert [r.query["service"] for r in dhl_server.requests] == [["parcel-de"]] * 4
+    assert [r.query["service"] for r in carrier_server.requests] == [["parcel-de"]] * 4

@@ -86,17 +86,17 @@ def _send(port: int, recipient: str) -> dict[str, tuple[int, bytes]]:
 
 
 def test_opted_out_address_gets_nothing_more(
-    engine: Engine, tmp_path: Path, dhl_server: FakeCarrierServer
+    engine: Engine, tmp_path: Path, carrier_server: FakeCarrierServer
 ) -> None:
     shop = add_shop(engine, "acme", "Acme", ["acme.example"])
     assert shop.id is not None
     add_shipment(
         engine, shop.id, NUMBER, "dhl_paket", customer_email="Chris@Example.com"
     )
-    settings = make_settings(tmp_path, dhl_server, intake_port=0)
+    settings = make_settings(tmp_path, carrier_server, intake_port=0)
     with smtp_sink() as (sink, port):
         notifier = Notifier(engine, settings, SmtpBackend("127.0.0.1", port))
-        dhl_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT, IN_TRANSIT))
+        carrier_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT, IN_TRANSIT))
         run_round(make_poller(engine, settings))
         send_all(notifier)
         [first] = sink.wait_for(1)
@@ -113,7 +113,7 @@ def test_opted_out_address_gets_nothing_more(
         assert entry.address == "chris@example.com"
         assert entry.source == "mailto"
 
-        dhl_server.reply(
+        carrier_server.reply(
             "GET", DHL_PATH, dhl_answer(PRE_TRANSIT, IN_TRANSIT, OUT_FOR_DELIVERY)
         )
         make_due(engine)

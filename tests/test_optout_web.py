@@ -122,7 +122,7 @@ def _url(port: int) -> str:
 
 
 def test_one_click_post_stops_later_updates(
-    engine: Engine, tmp_path: Path, dhl_server: FakeCarrierServer
+    engine: Engine, tmp_path: Path, carrier_server: FakeCarrierServer
 ) -> None:
     shop = add_shop(engine, "acme", "Acme", ["acme.example"])
     assert shop.id is not None
@@ -130,11 +130,11 @@ def test_one_click_post_stops_later_updates(
         engine, shop.id, NUMBER, "dhl_paket", customer_email="Chris@Example.com"
     )
     settings = make_settings(
-        tmp_path, dhl_server, intake_port=0, unsubscribe_base_url=BASE_URL
+        tmp_path, carrier_server, intake_port=0, unsubscribe_base_url=BASE_URL
     )
     with smtp_sink() as (sink, port):
         notifier = Notifier(engine, settings, SmtpBackend("127.0.0.1", port))
-        dhl_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT, IN_TRANSIT))
+        carrier_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT, IN_TRANSIT))
         run_round(make_poller(engine, settings))
         send_all(notifier)
         [first] = sink.wait_for(1)
@@ -158,7 +158,7 @@ def test_one_click_post_stops_later_updates(
         assert entry.address == "chris@example.com"
         assert entry.source == "url"
 
-        dhl_server.reply(
+        carrier_server.reply(
             "GET", DHL_PATH, dhl_answer(PRE_TRANSIT, IN_TRANSIT, OUT_FOR_DELIVERY)
         )
         make_due(engine)

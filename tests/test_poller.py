@@ -149,7 +149,7 @@ def shop_id(engine: Engine) -> int:
 
 
 def test_walk_to_delivered_one_email_per_change(
-    engine: Engine, tmp_path: Path, dhl_server: FakeCarrierServer, shop_id: int
+    engine: Engine, tmp_path: Path, carrier_server: FakeCarrierServer, shop_id: int
 ) -> None:
     shipment_id = add_shipment(engine, shop_id, NUMBER, "dhl_paket", language="fr")
     steps = [
@@ -163,11 +163,11 @@ def test_walk_to_delivered_one_email_per_change(
         ),
     ]
     with smtp_sink() as (sink, port):
-        settings = make_settings(tmp_path, dhl_server)
+        settings = make_settings(tmp_path, carrier_server)
         notifier = Notifier(engine, settings, SmtpBackend("127.0.0.1", port))
         expected = 0
         for events, status, subject in steps:
-            dhl_server.reply("GET", DHL_PATH, dhl_answer(*events))
+            carrier_server.reply("GET", DHL_PATH, dhl_answer(*events))
             make_due(engine)
             done = run_round(make_poller(engine, settings))
             assert done.polled == 1
@@ -185,26 +185,26 @@ def test_walk_to_delivered_one_email_per_change(
                     str(email["List-Unsubscribe"]).strip().startswith("<mailto:optout.")
                 )
         # Delivered is final: the poll stops and no further request goes out.
-        requests_before = len(dhl_server.requests)
+        requests_before = len(carrier_server.requests)
         make_due(engine)
         run_round(make_poller(engine, settings))
-        assert len(dhl_server.requests) == requests_before
+        assert len(carrier_server.requests) == requests_before
         assert sink.wait_for(expected + 1, timeout=0.5) == received
     assert poll_of(engine, shipment_id).state == PollState.STOPPED
     sent = [n.update for n in notifications(engine)]
     assert sent == ["shipped", "out_for_delivery", "delivered"]
-    request = dhl_server.requests_to("GET", DHL_PATH)[0]
+    request = carrier_server.requests_to("GET", DHL_PATH)[0]
     assert request.query["trackingNumber"] == [NUMBER]
     assert request.query["service"] == ["parcel-de"]
     assert request.headers["dhl-api-key"] == "dhl-key"
 
 
 def test_repeated_history_stored_once(
-    engine: Engine, tmp_path: Path, dhl_server: FakeCarrierServer, shop_id: int
+    engine: Engine, tmp_path: Path, carrier_server: FakeCarrierServer, shop_id: int
 ) -> None:
     shipment_id = add_shipment(engine, shop_id, NUMBER, "dhl_paket")
-    dhl_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT, IN_TRANSIT))
-    settings = make_settings(tmp_path, dhl_server)
+    carrier_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT, IN_TRANSIT))
+    settings = make_settings(tmp_path, carrier_server)
     for _ in range(3):
         make_due(engine)
         run_round(make_poller(engine, settings))
@@ -221,15 +221,15 @@ def test_repeated_history_stored_once(
 
 
 def test_first_poll_of_late_shipment_sends_newest_only(
-    engine: Engine, tmp_path: Path, dhl_server: FakeCarrierServer, shop_id: int
+    engine: Engine, tmp_path: Path, carrier_server: FakeCarrierServer, shop_id: int
 ) -> None:
     add_shipment(engine, shop_id, NUMBER, "dhl_paket")
-    dhl_server.reply(
+    carrier_server.reply(
         "GET",
         DHL_PATH,
         dhl_answer(PRE_TRANSIT, IN_TRANSIT, OUT_FOR_DELIVERY, DELIVERED),
     )
-    run_round(make_poller(engine, make_settings(tmp_path, dhl_server)))
+    run_round(make_poller(engine, make_settings(tmp_path, carrier_server)))
     states = {n.update: (n.state, n.reason) for n in notifications(engine)}
     assert states["delivered"] == (NotificationState.PENDING, None)
     assert states["shipped"] == (NotificationState.SUPPRESSED, SUPERSEDED)
@@ -237,17 +237,17 @@ def test_first_poll_of_late_shipment_sends_newest_only(
 
 
 def test_schedule_follows_status(
-    engine: Engine, tmp_path: Path, dhl_server: FakeCarrierServer, shop_id: int
+    engine: Engine, tmp_path: Path, carrier_server: FakeCarrierServer, shop_id: int
 ) -> None:
     shipment_id = add_shipment(engine, shop_id, NUMBER, "dhl_paket")
-    settings = make_settings(tmp_path, dhl_server)
+    settings = make_settings(tmp_path, carrier_server)
     cases = [
         ((PRE_TRANSIT,), settings.poll_pending_hours),
         ((PRE_TRANSIT, IN_TRANSIT), settings.poll_in_transit_hours),
         ((PRE_TRANSIT, IN_TRANSIT, OUT_FOR_DELIVERY), 1.0),
     ]
     for events, hours in cases:
-        dhl_server.reply("GET", DHL_PATH, dhl_answer(*events))
+        carrier_server.reply("GET", DHL_PATH, dhl_answer(*events))
         make_due(engine)
         run_round(make_poller(engine, settings))
         poll = poll_of(engine, shipment_id)
@@ -258,22 +258,22 @@ def test_schedule_follows_status(
 
 
 def test_new_shipment_waits_first_delay(
-    engine: Engine, tmp_path: Path, dhl_server: FakeCarrierServer, shop_id: int
+    engine: Engine, tmp_path: Path, carrier_server: FakeCarrierServer, shop_id: int
 ) -> None:
     add_shipment(engine, shop_id, NUMBER, "dhl_paket")
-    dhl_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT))
-    settings = make_settings(tmp_path, dhl_server, poll_first_delay_minutes=20)
+    carrier_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT))
+    settings = make_settings(tmp_path, carrier_server, poll_first_delay_minutes=20)
     done = run_round(make_poller(engine, settings))
     assert done.claimed == 0
-    assert dhl_server.requests == []
+    assert carrier_server.requests == []
 
 
 def test_no_news_expires_without_email(
-    engine: Engine, tmp_path: Path, dhl_server: FakeCarrierServer, shop_id: int
+    engine: Engine, tmp_path: Path, carrier_server: FakeCarrierServer, shop_id: int
 ) -> None:
     shipment_id = add_shipment(engine, shop_id, NUMBER, "dhl_paket")
-    dhl_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT))
-    settings = make_settings(tmp_path, dhl_server, expire_after_days=10)
+    carrier_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT))
+    settings = make_settings(tmp_path, carrier_server, expire_after_days=10)
     run_round(make_poller(engine, settings))
     with Session(engine) as session, session.begin():
         session.execute(
@@ -287,7 +287,7 @@ def test_no_news_expires_without_email(
 
 
 def test_daily_quota_defers_until_midnight(
-    engine: Engine, tmp_path: Path, dhl_server: FakeCarrierServer, shop_id: int
+    engine: Engine, tmp_path: Path, carrier_server: FakeCarrierServer, shop_id: int
 ) -> None:
     for index in range(3):
         add_shipment(
@@ -297,10 +297,12 @@ def test_daily_quota_defers_until_midnight(
             "dhl_paket",
             order_number=str(index),
         )
-    dhl_server.reply("GET", DHL_PATH, Reply(status=404, json={"title": "No shipment"}))
-    settings = make_settings(tmp_path, dhl_server, dhl_daily_quota=2)
+    carrier_server.reply(
+        "GET", DHL_PATH, Reply(status=404, json={"title": "No shipment"})
+    )
+    settings = make_settings(tmp_path, carrier_server, dhl_daily_quota=2)
     done = run_round(make_poller(engine, settings))
-    assert len(dhl_server.requests) == 2
+    assert len(carrier_server.requests) == 2
     assert done.polled == 2
     assert done.deferred == 1
     with Session(engine) as session:
@@ -316,11 +318,13 @@ def test_daily_quota_defers_until_midnight(
 
 
 def test_rejected_key_pauses_credential(
-    engine: Engine, tmp_path: Path, dhl_server: FakeCarrierServer, shop_id: int
+    engine: Engine, tmp_path: Path, carrier_server: FakeCarrierServer, shop_id: int
 ) -> None:
     shipment_id = add_shipment(engine, shop_id, NUMBER, "dhl_paket")
-    dhl_server.reply("GET", DHL_PATH, Reply(status=401, json={"title": "Unauthorized"}))
-    settings = make_settings(tmp_path, dhl_server, credential_pause_minutes=30)
+    carrier_server.reply(
+        "GET", DHL_PATH, Reply(status=401, json={"title": "Unauthorized"})
+    )
+    settings = make_settings(tmp_path, carrier_server, credential_pause_minutes=30)
     run_round(make_poller(engine, settings))
     with Session(engine) as session:
         account = session.scalars(select(CarrierAccount)).one()
@@ -334,18 +338,18 @@ def test_rejected_key_pauses_credential(
             update(CarrierAccount).values(paused_until=utcnow() + timedelta(minutes=30))
         )
     run_round(make_poller(engine, settings))
-    assert len(dhl_server.requests) == 1
+    assert len(carrier_server.requests) == 1
     poll = poll_of(engine, shipment_id)
     assert poll.state == PollState.ACTIVE
     assert poll.next_attempt_at > utcnow() + timedelta(minutes=25)
 
 
 def test_poll_now_ignores_schedule(
-    engine: Engine, tmp_path: Path, dhl_server: FakeCarrierServer, shop_id: int
+    engine: Engine, tmp_path: Path, carrier_server: FakeCarrierServer, shop_id: int
 ) -> None:
     shipment_id = add_shipment(engine, shop_id, NUMBER, "dhl_paket")
-    dhl_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT, IN_TRANSIT))
-    settings = make_settings(tmp_path, dhl_server, poll_first_delay_minutes=60)
+    carrier_server.reply("GET", DHL_PATH, dhl_answer(PRE_TRANSIT, IN_TRANSIT))
+    settings = make_settings(tmp_path, carrier_server, poll_first_delay_minutes=60)
     poller = make_poller(engine, settings)
 
     async def go() -> RoundResult:
@@ -357,4 +361,4 @@ def test_poll_now_ignores_schedule(
     done = asyncio.run(go())
     assert done.polled == 1
     assert shipment_of(engine, shipment_id).status == "in_transit"
-    assert len(dhl_server.requests) == 1
+    assert len(carrier_server.requests) == 1

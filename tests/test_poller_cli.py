@@ -26,11 +26,11 @@ NUMBER = "00340434161094042557"
 
 
 @pytest.fixture
-def environment(tmp_path: Path, dhl_server: FakeCarrierServer) -> dict[str, str]:
+def environment(tmp_path: Path, carrier_server: FakeCarrierServer) -> dict[str, str]:
     env = cli_environment(
         tmp_path / "data",
         intake_domain="bcc.test",
-        dhl_base_url=dhl_server.url,
+        dhl_base_url=carrier_server.url,
         dhl_api_key="key",
     )
     run_cli(
@@ -95,9 +95,9 @@ def test_preview_renders_every_update(
 
 
 def test_track_unknown_number_looks_up_without_storing(
-    environment: dict[str, str], dhl_server: FakeCarrierServer
+    environment: dict[str, str], carrier_server: FakeCarrierServer
 ) -> None:
-    dhl_server.reply(
+    carrier_server.reply(
         "GET", "/track/shipments", Reply(json=payloads.dhl_shipments(NUMBER))
     )
     result = run_cli(environment, "track", NUMBER, "--carrier", "dhl_paket", "--json")
@@ -212,10 +212,10 @@ def _add_stored_shipment(tmp_path: Path, number: str = NUMBER) -> int:
 
 
 def test_track_paused_key_says_how_to_resume(
-    environment: dict[str, str], dhl_server: FakeCarrierServer, tmp_path: Path
+    environment: dict[str, str], carrier_server: FakeCarrierServer, tmp_path: Path
 ) -> None:
     _add_stored_shipment(tmp_path)
-    dhl_server.reply(
+    carrier_server.reply(
         "GET",
         "/track/shipments",
         Reply(status=401, json={"title": "Unauthorized"}),
@@ -268,17 +268,17 @@ def test_carriers_resume_unknown_shop_fails(environment: dict[str, str]) -> None
 
 
 def test_track_rejects_empty_number(
-    environment: dict[str, str], dhl_server: FakeCarrierServer
+    environment: dict[str, str], carrier_server: FakeCarrierServer
 ) -> None:
     for number in ("", "  "):
         result = run_cli(environment, "track", number, check=False)
         assert result.returncode == 2
         assert "the tracking number is empty" in result.stderr
-    assert dhl_server.requests == []
+    assert carrier_server.requests == []
 
 
 def test_track_rejects_unknown_carrier(
-    environment: dict[str, str], dhl_server: FakeCarrierServer
+    environment: dict[str, str], carrier_server: FakeCarrierServer
 ) -> None:
     result = run_cli(
         environment, "track", "ABC123", "--carrier", "nonsense", check=False
@@ -286,7 +286,7 @@ def test_track_rejects_unknown_carrier(
     assert result.returncode == 2
     assert "unknown carrier 'nonsense': use one of " in result.stderr
     assert "dhl_paket" in result.stderr
-    assert dhl_server.requests == []
+    assert carrier_server.requests == []
 
 
 def test_orders_text_shows_update_reason(

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import httpx
 import pytest
-from fake_carrier import FakeCarrierServer
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -31,17 +29,6 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
         return await original(self, request)
 
     monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", guarded)
-
-
-@pytest.fixture
-def carrier_server() -> Iterator[FakeCarrierServer]:
-    """A fake carrier API on 127.0.0.1, closed after the test."""
-    server = FakeCarrierServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
