@@ -447,6 +447,12 @@ class Resolver:
             ]
             if check != CheckResult.FAILED and len(set(distinctive)) == 1:
                 return distinctive[0]
+        labelled = any(c.evidence.extractor == "labels" for c in found)
+        if context == ["other"] and labelled:
+            # Only carriers that bcctrack does not track are named ("Your
+            # Vinted Go parcel"): the labelled number is theirs, whatever
+            # other carriers' formats it happens to fit.
+            return "other"
         if matches:
             return None
         if len(context) == 1:

@@ -401,3 +401,25 @@ def test_parameter_value_outside_carrier_formats_is_not_taken(value: str) -> Non
 def test_order_is_here_subject_is_delivered() -> None:
     raw = message("<p>Enjoy!</p>", subject="Your order is HERE!")
     assert extract(raw).kind == Kind.DELIVERED
+
+
+def test_carrier_named_but_not_tracked_is_other() -> None:
+    raw = message(
+        "<p>Your Vinted Go parcel has arrived and is ready to collect.</p>"
+        "<p>Tracking code: 1788036855089520</p>"
+    )
+    shipments = extract(raw).shipments
+    assert [s.tracking_number for s in shipments] == ["1788036855089520"]
+    assert shipments[0].carrier == "other"
+    assert shipments[0].tracking_url is None
+
+
+def test_untracked_carrier_sender_owns_its_labelled_number() -> None:
+    raw = message(
+        "<p>Je pakket 77116398 ligt voor je klaar.</p>"
+        "<p>Het team van Mondial Relay by InPost</p>"
+    ).replace(b"From: Shop <orders@shop.example>", b"From: <noreply@mondialrelay.fr>")
+    shipments = extract(raw).shipments
+    assert [(s.tracking_number, s.carrier) for s in shipments] == [
+        ("77116398", "other")
+    ]
