@@ -423,3 +423,20 @@ def test_untracked_carrier_sender_owns_its_labelled_number() -> None:
     assert [(s.tracking_number, s.carrier) for s in shipments] == [
         ("77116398", "other")
     ]
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "kind"),
+    [
+        ("Info", "Twoja paczka została dzisiaj dostarczona o 11:18.", Kind.DELIVERED),
+        ("Je pakket ligt voor je klaar", "Goed nieuws!", Kind.AVAILABLE_FOR_PICKUP),
+        (
+            "Update",
+            "Your package has been collected by the local carrier in your country.",
+            Kind.SHIPPING_CONFIRMATION,
+        ),
+    ],
+)
+def test_stage_phrases_of_carrier_notices(subject: str, body: str, kind: Kind) -> None:
+    raw = message(f"<p>{body}</p><p>Tracking number: {UPS}</p>", subject=subject)
+    assert extract(raw).kind == kind
