@@ -34,10 +34,16 @@ _TRACKING_VALUE = re.compile(r"[A-Z0-9]{5,40}")
 _MAX_NESTING = 4
 # Query parameters that name a tracking number on any site: shops' own
 # tracking pages and tracking services ("order-status?tracking-number=...").
+# Bare "tracking" or "trk" and "tracking_id" also name click-tracking
+# campaign ids, so the name must say "number" or "code".
 _TRACKING_PARAMETER = re.compile(
-    r"(?:tracking|track|trk)[-_]?(?:number|num|nbr|no|id|code)?|tracknum|trknbr",
+    r"(?:tracking|track)[-_]?(?:numbers?|num|nbr|no|code)|trknbr",
     re.IGNORECASE,
 )
+# A value in no carrier's format still counts when it looks like a parcel
+# number: capitals and digits only, mostly digits, with a long run of them.
+_PARCEL_SHAPE = re.compile(r"(?=[A-Z0-9]{10,30}$)(?=.*[0-9]{8})[A-Z0-9]+")
+_MIN_DIGIT_SHARE = 0.6
 # Click-tracking links of shop emails are under 2,000 characters. Longer
 # ones are not read: the carriers' link patterns scan a link once for each
 # carrier domain in it, so a link that repeats a domain costs time that
@@ -102,8 +108,9 @@ def numbers_in_link(href: str) -> list[LinkNumber]:
 def parameter_numbers(href: str) -> list[tuple[str, str]]:
     """Return (number, URL) for tracking-number parameters of links to any site.
 
-    Only a value that fits a carrier's format, without failing its check
-    digit, counts: such parameters also carry order ids and session keys.
+    A value counts when it fits a carrier's format without failing its check
+    digit, or, in no format at all, when it has the shape of a parcel
+    number: such parameters also carry order ids and session keys.
     """
     found: list[tuple[str, str]] = []
     if len(href) > MAX_LINK_LENGTH:
@@ -112,13 +119,20 @@ def parameter_numbers(href: str) -> list[tuple[str, str]]:
         for name, value in parse_qsl(urlsplit(url).query):
             if not _TRACKING_PARAMETER.fullmatch(name):
                 continue
-            number = value.replace("-", "").replace(" ", "").upper()
-            if not _TRACKING_VALUE.fullmatch(number):
+            number = value.replace("-", "").replace(" ", "")
+            if not _TRACKING_VALUE.fullmatch(number.upper()):
                 continue
-            checks = {m.check for m in match_formats(number)}
-            if checks - {CheckResult.FAILED}:
-                found.append((number, url))
+            checks = {m.check for m in match_formats(number.upper())}
+            if checks - {CheckResult.FAILED} or (not checks and _parcel_shaped(number)):
+                found.append((number.upper(), url))
     return found
+
+
+def _parcel_shaped(value: str) -> bool:
+    """Return whether a value in no carrier's format looks like a parcel number."""
+    if not _PARCEL_SHAPE.fullmatch(value):
+        return False
+    return sum(char.isdigit() for char in value) >= _MIN_DIGIT_SHARE * len(value)
 
 
 def candidates(document: Document) -> list[Candidate]:

@@ -390,10 +390,26 @@ def test_number_in_a_tracking_parameter_of_a_shop_link() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["a8f3c9e2d1b04f6e9a7c", "1Z999AA10123456785", "SH123456789012345678"]
+    "value",
+    ["a8f3c9e2d1b04f6e9a7c", "1Z999AA10123456785", "ABCDEFGH12345678", "12345"],
 )
 def test_parameter_value_outside_carrier_formats_is_not_taken(value: str) -> None:
-    href = f"https://track.shop.example/order-status?tracking_id={value}"
+    href = f"https://track.shop.example/order-status?tracking-number={value}"
+    raw = message(f"<p>Your order is on its way.</p><a href='{href}'>Track</a>")
+    assert numbers(raw) == []
+
+
+def test_parcel_shaped_parameter_value_is_taken() -> None:
+    href = (
+        "https://track.shop.example/order-status?tracking-number=SH123456789012345678"
+    )
+    raw = message(f"<p>Your order is on its way.</p><a href='{href}'>Track</a>")
+    assert numbers(raw) == ["SH123456789012345678"]
+
+
+@pytest.mark.parametrize("name", ["tracking", "trk", "tracking_id"])
+def test_click_tracking_parameter_is_no_tracking_number(name: str) -> None:
+    href = f"https://shop.example/sale?{name}={UPS}"
     raw = message(f"<p>Your order is on its way.</p><a href='{href}'>Track</a>")
     assert numbers(raw) == []
 
