@@ -507,7 +507,7 @@ class Resolver:
         """Return the language: declared, else the labels', else the text's.
 
         Content-Language and then the HTML lang attribute declare it, unless
-        the text's function words clearly say another language: templates
+        the text's function words clearly name another language: templates
         keep a lang="en" of their own whatever language they are filled in.
         """
         counts = languages.function_word_counts(self.document.visible_text())

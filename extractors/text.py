@@ -266,7 +266,7 @@ _MAX_HEADER_CELLS = 20
 def _short_text(element: etree._Element) -> str | None:
     """Return the text of ``element`` when it is short, else None.
 
-    Stops reading at the first sign of a long text: a layout cell holds the
+    Stops reading at the first sign of a long text: a layout cell contains the
     whole email, and reading it for every cell would cost its size each time.
     """
     pieces = []
