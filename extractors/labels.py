@@ -153,13 +153,12 @@ def tracking_candidates(document: Document) -> list[Candidate]:
     # A phrase that names the parcel ("Your parcel") also precedes other
     # words, so a number that fits a format and fails its check digit is not
     # taken after one.
-    found.extend(
-        candidate
-        for candidate in _labelled_numbers(
-            document, "parcel_labels", "phrase that names the parcel"
-        )
-        if not _fails_its_check(candidate.value)
-    )
+    for candidate in _labelled_numbers(
+        document, "parcel_labels", "phrase that names the parcel"
+    ):
+        if not _fails_its_check(candidate.value):
+            candidate.weak = True
+            found.append(candidate)
     found.extend(_column_candidates(document))
     found.extend(_attribute_candidates(document, _ATTRIBUTE_TRACKING, tracking=True))
     return found
@@ -170,6 +169,9 @@ def _labelled_numbers(document: Document, list_name: str, what: str) -> list[Can
     for item in labelled_values(all_lines(document), list_name, _read_tracking):
         number = read_number(item.value)
         if number is None:
+            continue
+        if list_name == "parcel_labels" and _numbered_with_hash(item):
+            # "Your Shipment #000000077": a shop's shipment id, not a parcel's.
             continue
         where = "next cell" if item.next_cell else "same line"
         evidence = Evidence(
@@ -182,6 +184,12 @@ def _labelled_numbers(document: Document, list_name: str, what: str) -> list[Can
             _tracking_candidate(number, evidence, item.language, item.line_number)
         )
     return found
+
+
+def _numbered_with_hash(item: LabelledValue) -> bool:
+    text = item.line.text
+    position = text.find(item.value)
+    return position > 0 and text[:position].rstrip().endswith("#")
 
 
 def _fails_its_check(number: str) -> bool:

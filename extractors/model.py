@@ -61,6 +61,9 @@ class Candidate:
     # and the number of the line it was on (the subject is line 0).
     language: str | None = None
     line_number: int = 0
+    # Weak evidence (a phrase that names the parcel) counts only when no
+    # link, label or markup gives the email's tracking numbers.
+    weak: bool = False
     # Filled in by the resolver: whether the candidate won, and why.
     accepted: bool | None = None
     verdict: str = ""

@@ -233,6 +233,14 @@ class Resolver:
         self, number: str, found: list[Candidate], has_trusted: bool
     ) -> Candidate | None:
         layers = [c for c in found if c.evidence.extractor in _TRUSTED_LAYERS]
+        if layers and all(c.weak for c in layers) and self._strong_elsewhere(number):
+            for candidate in layers:
+                _reject(
+                    candidate,
+                    "only a phrase that names the parcel, while a link, a label "
+                    "or markup gives the email's tracking numbers",
+                )
+            layers = []
         if layers:
             return min(layers, key=lambda c: _LAYER_RANK[c.evidence.extractor])
         context = set(self.context.all())
@@ -259,6 +267,16 @@ class Resolver:
             else:
                 return candidate
         return None
+
+    def _strong_elsewhere(self, number: str) -> bool:
+        """Tell whether strong evidence gives another tracking number."""
+        return any(
+            c.value != number
+            and not c.weak
+            and c.accepted is not False
+            and c.evidence.extractor in _TRUSTED_LAYERS
+            for c in self.of(FieldName.TRACKING_NUMBER)
+        )
 
     def _tracking_candidates(
         self, order_number: str | None

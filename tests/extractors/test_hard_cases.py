@@ -456,3 +456,19 @@ def test_untracked_carrier_sender_owns_its_labelled_number() -> None:
 def test_stage_phrases_of_carrier_notices(subject: str, body: str, kind: Kind) -> None:
     raw = message(f"<p>{body}</p><p>Tracking number: {UPS}</p>", subject=subject)
     assert extract(raw).kind == kind
+
+
+def test_shipment_id_after_a_parcel_phrase_is_not_taken() -> None:
+    raw = message(
+        "<p>Tu envío #000000245 del pedido #000000612</p>"
+        f"<p>Número de seguimiento: {UPS}</p>"
+    )
+    assert numbers(raw) == [UPS]
+
+
+def test_parcel_phrase_number_loses_to_a_labelled_one() -> None:
+    raw = message(
+        "<p>Your parcel 4711000123 has left our warehouse.</p>"
+        f"<p>Tracking number: {UPS}</p>"
+    )
+    assert numbers(raw) == [UPS]
