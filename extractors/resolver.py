@@ -480,12 +480,22 @@ class Resolver:
         return None
 
     def kind(self) -> Kind:
-        """Return the kind (see ``kind_choice``); call after ``shipments``."""
-        return choose_kind(
+        """Return the kind (see ``kind_choice``); call after ``shipments``.
+
+        A shop's email that names no stage but gives tracking numbers ("Your
+        order is complete" above a tracking table) is a shipping confirmation.
+        """
+        chosen = choose_kind(
             self.of(FieldName.KIND),
             self.of(FieldName.TRACKING_NUMBER),
             self.document.lines,
         )
+        named_other = any(c.value == Kind.OTHER for c in self.of(FieldName.KIND))
+        tracked = any(c.accepted for c in self.of(FieldName.TRACKING_NUMBER))
+        shop_email = self.context.sender is None
+        if chosen == Kind.OTHER and tracked and shop_email and not named_other:
+            return Kind.SHIPPING_CONFIRMATION
+        return chosen
 
     def customer(self) -> Customer:
         """Return the customer: the original recipient of the BCC copy.

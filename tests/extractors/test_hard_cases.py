@@ -472,3 +472,21 @@ def test_parcel_phrase_number_loses_to_a_labelled_one() -> None:
         f"<p>Tracking number: {UPS}</p>"
     )
     assert numbers(raw) == [UPS]
+
+
+def test_shop_email_with_tracking_table_is_shipping() -> None:
+    raw = message(
+        "<p>We have finished processing your order.</p><table>"
+        "<tr><th>Provider</th><th>Tracking Number</th></tr>"
+        f"<tr><td>UPS</td><td>{UPS}</td></tr></table>",
+        subject="Your Kestrel Audio order is now complete",
+    )
+    assert extract(raw).kind == Kind.SHIPPING_CONFIRMATION
+
+
+def test_swedish_order_with_hash_number() -> None:
+    raw = message(
+        "<p>Vi har tagit emot din beställning #6204 och den behandlas nu.</p>",
+        subject="Din beställning har tagits emot",
+    )
+    assert extract(raw).order_number == "6204"
