@@ -34,6 +34,8 @@ _GROUP_SEPARATORS = frozenset(" -")
 # A number printed in groups opens with a digit or with its format's
 # letters, which are at most this many ("JJD", "RR", "TBA").
 _MAX_LETTER_PREFIX = 4
+# Capitals printed apart from the digits of a number in no known format.
+_MAX_SPACED_PREFIX = 2
 # Groups after the first one that are shorter than this join the number
 # only when the joined number fits a carrier's format: "2" in "... 2 Pakete"
 # is a quantity.
@@ -85,7 +87,8 @@ def _best_prefix(text: str, groups: list[tuple[int, int]]) -> int:
     A first group that is a whole number of some format is the number. Else
     the groups whose join fits a format with the best check make the number,
     the most of them on a tie; else the first group with the digit groups
-    after it, provided that the first group has a digit.
+    after it, provided that the first group has a digit or is a short
+    letter prefix.
     """
     first = _joined(text, groups[:1])
     if len(first) >= MIN_LENGTH and match_formats(first):
@@ -100,7 +103,16 @@ def _best_prefix(text: str, groups: list[tuple[int, int]]) -> int:
             best, best_rank = count, rank
     if best:
         return best
-    if not any(char.isdigit() for char in first):
+    # A prefix of one or two capitals may stand apart from its digits
+    # ("Z 607 9557 609"); a word such as "Call" or "Ref" may not.
+    printed = text[groups[0][0] : groups[0][1]]
+    prefix = (
+        printed.isalpha()
+        and printed.isupper()
+        and len(printed) <= _MAX_SPACED_PREFIX
+        and len(groups) > 1
+    )
+    if not prefix and not any(char.isdigit() for char in first):
         return 0
     count = 1
     for start, end in groups[1:]:

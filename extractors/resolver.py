@@ -57,7 +57,7 @@ _LANGUAGE_VOTERS = 5
 # Function words that name a language when nothing else does, and that
 # overrule a declared language when it has fewer than a quarter of them.
 _MIN_FUNCTION_WORDS = 3
-_CLEAR_FUNCTION_WORDS = 10
+_CLEAR_FUNCTION_WORDS = 8
 # No shop sends one customer more parcels than this in one email; more
 # trusted numbers mean a report, a catalogue or hostile input.
 MAX_TRACKING_NUMBERS = 50

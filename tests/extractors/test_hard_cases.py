@@ -490,3 +490,16 @@ def test_swedish_order_with_hash_number() -> None:
         subject="Din beställning har tagits emot",
     )
     assert extract(raw).order_number == "6204"
+
+
+def test_short_german_text_overrules_lang_en() -> None:
+    body = (
+        "<p>Hallo Lena, deine Bestellung ist unterwegs. Verfolge deine Sendung, "
+        "um den Lieferstatus zu sehen.</p><p>Artikel in dieser Sendung</p>"
+        "<p>Bei Fragen antworte einfach auf diese E-Mail.</p>"
+    )
+    raw = message(
+        f"<html lang='en'><body>{body}</body></html>",
+        subject="Eine Sendung aus Bestellung #1931 ist unterwegs",
+    )
+    assert extract(raw).language == "de"

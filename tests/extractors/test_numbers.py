@@ -22,6 +22,7 @@ DHL_PAKET = "00340434554012921360"
         ("1Z 999 AA1 01 2345 6784", UPS, None),
         ("0034 0434 5540 1292 1360", DHL_PAKET, None),
         ("RR 123 456 785 DE", "RR123456785DE", None),
+        ("Z 607 9557 609", "Z6079557609", None),
     ],
 )
 def test_number_with_prefix_or_groups(
