@@ -36,6 +36,10 @@ _GROUP_SEPARATORS = frozenset(" -")
 _MAX_LETTER_PREFIX = 4
 # Capitals printed apart from the digits of a number in no known format.
 _MAX_SPACED_PREFIX = 2
+# A number printed in groups of at most this many characters, three or more
+# groups in all, is read whole unless a shorter join passes a check digit.
+_MAX_PRINTED_GROUP = 6
+_PASSED_RANK = 3
 # Groups after the first one that are shorter than this join the number
 # only when the joined number fits a carrier's format: "2" in "... 2 Pakete"
 # is a quantity.
@@ -101,6 +105,20 @@ def _best_prefix(text: str, groups: list[tuple[int, int]]) -> int:
         rank = check_rank(match_formats(joined))
         if rank and rank >= best_rank:
             best, best_rank = count, rank
+    grouped = (
+        len(first) <= _MAX_PRINTED_GROUP
+        and len(groups) > 2
+        and any(char.isdigit() for char in first)
+    )
+    if grouped:
+        # "6129 0912 3456 7891 2345": a number printed in groups is all of
+        # its digit groups, unless a longer join passes a check digit. A
+        # shorter join that fits a format, or passes one by chance, would
+        # cut the number short.
+        printed = _printed_groups(text, groups)
+        if best and best_rank == _PASSED_RANK and best >= printed:
+            return best
+        return printed
     if best:
         return best
     # A prefix of one or two capitals may stand apart from its digits
@@ -118,6 +136,23 @@ def _best_prefix(text: str, groups: list[tuple[int, int]]) -> int:
     for start, end in groups[1:]:
         group = text[start:end]
         if len(group) < _MIN_LOOSE_GROUP or not any(c.isdigit() for c in group):
+            break
+        count += 1
+    return count
+
+
+def _printed_groups(text: str, groups: list[tuple[int, int]]) -> int:
+    """Return how many groups, from the first, are the digit groups of one number.
+
+    A group of one character ("2 Pakete") or without a digit ends them, and
+    so does the longest length of a number.
+    """
+    length = groups[0][1] - groups[0][0]
+    count = 1
+    for start, end in groups[1:]:
+        group = text[start:end]
+        length += end - start
+        if len(group) < 2 or not any(c.isdigit() for c in group) or length > MAX_LENGTH:
             break
         count += 1
     return count

@@ -466,11 +466,14 @@ class Resolver:
             if check != CheckResult.FAILED and len(set(distinctive)) == 1:
                 return distinctive[0]
         labelled = any(c.evidence.extractor == "labels" for c in found)
-        if context == ["other"] and labelled:
-            # Only carriers that bcctrack does not track are named ("Your
-            # Vinted Go parcel"): the labelled number is theirs, whatever
-            # other carriers' formats it happens to fit.
-            return "other"
+        passes_distinctive = any(
+            m.check == CheckResult.PASSED and m.format.distinctive for m in matches
+        )
+        if len(context) == 1 and labelled and not passes_distinctive:
+            # One carrier is named ("shipped with FedEx", "Your Vinted Go
+            # parcel"): the labelled number is its, whatever other carriers'
+            # formats it happens to fit.
+            return context[0]
         if matches:
             return None
         if len(context) == 1:

@@ -503,3 +503,13 @@ def test_short_german_text_overrules_lang_en() -> None:
         subject="Eine Sendung aus Bestellung #1931 ist unterwegs",
     )
     assert extract(raw).language == "de"
+
+
+def test_labelled_number_takes_the_one_named_carrier() -> None:
+    raw = message(
+        "<p>Your order was shipped with PostNord.</p>"
+        "<p>Tracking number: 6129 0912 3456 7891 2345</p>"
+    )
+    shipments = extract(raw).shipments
+    assert [s.tracking_number for s in shipments] == ["61290912345678912345"]
+    assert shipments[0].carrier == "postnord"

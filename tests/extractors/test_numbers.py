@@ -23,6 +23,11 @@ DHL_PAKET = "00340434554012921360"
         ("0034 0434 5540 1292 1360", DHL_PAKET, None),
         ("RR 123 456 785 DE", "RR123456785DE", None),
         ("Z 607 9557 609", "Z6079557609", None),
+        # Printed in groups but in no format, or failing its check: all of
+        # the groups, never a shorter join that fits a format by chance.
+        ("6129 0912 3456 7891 2345", "61290912345678912345", None),
+        ("9400 1000 0000 0000 0000 00", "9400100000000000000000", None),
+        ("9274 8902 4106 3755 3123 4567 89", "92748902410637553123456789", None),
     ],
 )
 def test_number_with_prefix_or_groups(
