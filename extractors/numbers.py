@@ -115,10 +115,10 @@ def _best_prefix(text: str, groups: list[tuple[int, int]]) -> int:
         # its digit groups, unless a longer join passes a check digit. A
         # shorter join that fits a format, or passes one by chance, would
         # cut the number short.
-        printed = _printed_groups(text, groups)
-        if best and best_rank == _PASSED_RANK and best >= printed:
+        digit_groups = _printed_groups(text, groups)
+        if best and best_rank == _PASSED_RANK and best >= digit_groups:
             return best
-        return printed
+        return digit_groups
     if best:
         return best
     # A prefix of one or two capitals may stand apart from its digits
