@@ -168,6 +168,9 @@ def test_greeting_names_the_customer(greeting: str, name: str) -> None:
     "greeting",
     [
         "Hello there,",
+        "Hello again,",
+        "Hey you,",
+        "Hallo zusammen,",
         "Hello,",
         "Hello ,",
         "Dear Valued Customer,",
