@@ -76,6 +76,8 @@ class ShipmentResult:
     tracking_number: str
     carrier: str | None
     tracking_url: str | None
+    # For carrier "other": the carrier's name as the email printed it.
+    carrier_name: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON object of ``bcctrack extract --json``."""

@@ -74,6 +74,9 @@ class CarrierContext:
     # several carriers share ("DHL") gives all of them.
     names: list[tuple[str, ...]] = field(default_factory=list)
     linked: set[str] = field(default_factory=set)
+    # The first name of a carrier that bcctrack does not track ("Mondial
+    # Relay"), as printed: the customer update shows it for carrier "other".
+    untracked_name: str | None = None
 
     @property
     def named(self) -> list[str]:
@@ -93,16 +96,26 @@ def _names_in(text: str) -> list[tuple[str, ...]]:
     return list(grouped.values())
 
 
+def _untracked_name(texts: list[str]) -> str | None:
+    for text in texts:
+        for slug, _, printed in find_carrier_names(text):
+            if slug == "other":
+                return printed
+    return None
+
+
 def carrier_context(document: Document, candidates: list[Candidate]) -> CarrierContext:
     """Return the carriers named by the sender, the text and the links."""
     context = CarrierContext()
+    texts = [document.subject, *(line.text for line in document.lines)]
     if document.sender is not None:
         context.sender = carrier_for_domain(document.sender.domain)
         if document.sender.name:
-            context.names.extend(_names_in(document.sender.name))
-    for text in [document.subject, *(line.text for line in document.lines)]:
+            texts.insert(0, document.sender.name)
+    for text in texts:
         context.names.extend(_names_in(text))
     context.names = list(dict.fromkeys(context.names))
+    context.untracked_name = _untracked_name(texts)
     context.linked = {
         c.carrier for c in candidates if c.evidence.extractor == "links" and c.carrier
     }
@@ -334,7 +347,8 @@ class Resolver:
                         candidate, self._verdict(number, carrier, candidate is best)
                     )
             url = tracking_url(carrier, number) or best.tracking_url
-            results.append(ShipmentResult(number, carrier, url))
+            printed = self.context.untracked_name if carrier == "other" else None
+            results.append(ShipmentResult(number, carrier, url, printed))
         for found in by_number.values():
             for candidate in found:
                 if candidate.accepted is None:

@@ -513,3 +513,12 @@ def test_labelled_number_takes_the_one_named_carrier() -> None:
     shipments = extract(raw).shipments
     assert [s.tracking_number for s in shipments] == ["61290912345678912345"]
     assert shipments[0].carrier == "postnord"
+
+
+def test_untracked_carrier_keeps_its_printed_name() -> None:
+    raw = message("<p>Shipped with Mondial Relay.</p><p>Tracking number: 77116398</p>")
+    shipments = extract(raw).shipments
+    assert [(s.carrier, s.carrier_name) for s in shipments] == [
+        ("other", "Mondial Relay")
+    ]
+    assert "carrier_name" not in shipments[0].to_json()
