@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
 
 from extractors import guards, languages
 from extractors.carriers import CheckResult, match_formats
 from extractors.document import Document, Line
+from extractors.links import clean_href
 from extractors.model import Candidate, Evidence, FieldName
 from extractors.numbers import PrintedNumber, read_number, read_whole_number
 
@@ -41,6 +43,9 @@ _ATTRIBUTE_TRACKING = re.compile(
     r"track\w*num|tracking|parcel-?num|waybill|sendungsnummer", re.I
 )
 _ATTRIBUTE_ORDER = re.compile(r"order-?(?:num|id|ref)", re.I)
+_ORDER_PARAMETER = re.compile(r"order[-_]?(?:id|number|num|no|nr|ref)", re.I)
+# Links read for an order parameter: the first ones carry the order's own.
+_MAX_ORDER_LINKS = 200
 
 
 @dataclass(frozen=True)
@@ -283,6 +288,60 @@ def order_candidates(document: Document) -> list[Candidate]:
             )
         )
     found.extend(_attribute_candidates(document, _ATTRIBUTE_ORDER, tracking=False))
+    found.extend(_link_order_candidates(document))
+    return found
+
+
+def _site_of(domain: str) -> str:
+    """Return the site a mail domain belongs to: "shop.example" of "mail.shop.example".
+
+    Under a country's second level ("shop.co.uk", "shop.com.au") the site
+    keeps three labels.
+    """
+    labels = domain.lower().rstrip(".").split(".")
+    second_level = len(labels) >= 3 and len(labels[-1]) == 2 and len(labels[-2]) <= 3
+    return ".".join(labels[-3:] if second_level else labels[-2:])
+
+
+def _on_domain(host: str, domain: str) -> bool:
+    host = host.lower().rstrip(".")
+    domain = domain.lower()
+    return bool(domain) and (host == domain or host.endswith("." + domain))
+
+
+def _link_order_candidates(document: Document) -> list[Candidate]:
+    """Return order numbers in the query of links to the sender's own site.
+
+    "Your invoice: https://www.amazon.com/...?orderID=111-4396615-4512227":
+    the weakest order evidence, taken when no label names the order.
+    """
+    sender = document.sender
+    if sender is None or not sender.domain:
+        return []
+    found = []
+    for link in document.links[:_MAX_ORDER_LINKS]:
+        parts = urlsplit(clean_href(link.href))
+        if not _on_domain(parts.hostname or "", _site_of(sender.domain)):
+            continue
+        for name, value in parse_qsl(parts.query):
+            if not _ORDER_PARAMETER.fullmatch(name) or not _order_value_ok(value, ""):
+                continue
+            if not any(char.isdigit() for char in value):
+                continue
+            evidence = Evidence(
+                EXTRACTOR,
+                link.location,
+                f"{name}={value}",
+                "in an order parameter of a link to the sender's site",
+            )
+            found.append(
+                Candidate(
+                    field=FieldName.ORDER_NUMBER,
+                    value=value,
+                    confidence=0.6,
+                    evidence=evidence,
+                )
+            )
     return found
 
 

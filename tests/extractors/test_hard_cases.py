@@ -522,3 +522,21 @@ def test_untracked_carrier_keeps_its_printed_name() -> None:
         ("other", "Mondial Relay")
     ]
     assert "carrier_name" not in shipments[0].to_json()
+
+
+def test_order_number_in_a_link_to_the_shop() -> None:
+    href = "https://www.shop.example/invoice?orderID=111-4396615-4512227&ref_=mail"
+    raw = message(f"<p>Your parcel is waiting.</p><a href='{href}'>Invoice</a>")
+    assert extract(raw).order_number == "111-4396615-4512227"
+
+
+def test_order_parameter_of_another_site_is_ignored() -> None:
+    href = "https://ads.example.net/c?order_id=4711-0815"
+    raw = message(f"<p>Your parcel is waiting.</p><a href='{href}'>Offer</a>")
+    assert extract(raw).order_number is None
+
+
+def test_order_label_wins_over_a_link_parameter() -> None:
+    href = "https://www.shop.example/account?order_id=99999"
+    raw = message(f"<p>Order number: 4711</p><a href='{href}'>Account</a>")
+    assert extract(raw).order_number == "4711"
