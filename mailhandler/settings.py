@@ -294,6 +294,11 @@ class Settings(BaseSettings):
         return self.data_dir / "outbox"
 
     @property
+    def postmaster_dir(self) -> Path:
+        """The folder of the messages received for postmaster."""
+        return self.data_dir / "postmaster"
+
+    @property
     def sender_address(self) -> str:
         """The address customer updates are sent from."""
         return self.outbound_sender or f"updates@{self.intake_domain}"
