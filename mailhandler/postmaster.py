@@ -34,8 +34,9 @@ def deliver(folder: Path, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> st
     """Write ``raw`` into ``folder``; return the file name.
 
     The file starts with Return-Path and Delivered-To headers that carry the
-    envelope. The name is the first 32 hex digits of the SHA-256 of the file's bytes, so a retry of
-    the same message finds its file and writes nothing.
+    envelope. The name is the first 32 hex digits of the SHA-256 of the
+    file's bytes, so a retry of the same message finds its file and writes
+    nothing.
     """
     envelope = f"Return-Path: <{mail_from}>\r\n" + "".join(
         f"Delivered-To: {address}\r\n" for address in rcpt_tos
