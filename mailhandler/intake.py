@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from mailhandler.inbound import Envelope as StoredEnvelope
 from mailhandler.inbound import StoredMessage, store_inbound
 from mailhandler.optout import record_mailto_opt_out, token_from_address
+from mailhandler.postmaster import deliver, is_postmaster
 from mailhandler.sender import (
     TxtResolver,
     check_sender,
@@ -121,6 +122,8 @@ class IntakeHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if is_postmaster(address, self.settings.intake_domain):
+            return self._add_recipient(session, envelope, address, rcpt_options)
         try:
             recipient = await asyncio.to_thread(
                 find_recipient, self.engine, address, self.settings.intake_domain
@@ -138,6 +141,15 @@ class IntakeHandler:
         if recipient is None:
             log.info("%s unknown recipient %s", _peer(session), _printable(address))
             return REPLY_UNKNOWN_RECIPIENT.format(address=_printable(address))
+        return self._add_recipient(session, envelope, address, rcpt_options)
+
+    def _add_recipient(
+        self,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             log.warning(
                 "%s over the limit of %d recipients",
@@ -166,9 +178,10 @@ class IntakeHandler:
             return REPLY_STORE_FAILED
         domain = self.settings.intake_domain
         opt_outs = all(token_from_address(a, domain) for a in envelope.rcpt_tos)
-        if not outcome.stored and opt_outs:
+        accepted = outcome.stored or outcome.postmaster_file is not None
+        if not accepted and opt_outs:
             return REPLY_OPTED_OUT
-        if not outcome.stored:
+        if not accepted:
             if outcome.rejected:
                 log.info("%s rejected, sender not verified: %s", peer, outcome.rejected)
                 return REPLY_SENDER_REJECTED.format(detail=_printable(outcome.rejected))
@@ -181,14 +194,30 @@ class IntakeHandler:
                 log.info("%d duplicate from %s, not stored again", message.id, peer)
             else:
                 log.info("%d stored, %d bytes from %s", message.id, len(raw), peer)
-        if self.on_stored is not None:
+        ids = [str(message.id) for message in outcome.stored]
+        if outcome.postmaster_file is not None:
+            log.warning(
+                "mail for postmaster from %s written to %s",
+                peer,
+                self.settings.postmaster_dir / outcome.postmaster_file,
+            )
+            ids.append(f"postmaster/{outcome.postmaster_file}")
+        if self.on_stored is not None and outcome.stored:
             self.on_stored()
-        ids = " ".join(str(message.id) for message in outcome.stored)
-        return REPLY_QUEUED.format(ids=ids)
+        return REPLY_QUEUED.format(ids=" ".join(ids))
 
     def _store(self, raw: bytes, envelope: StoredEnvelope) -> _StoreOutcome:
+        domain = self.settings.intake_domain
+        postmaster = [a for a in envelope.rcpt_tos if is_postmaster(a, domain)]
+        postmaster_file = None
+        if postmaster:
+            postmaster_file = deliver(
+                self.settings.postmaster_dir, raw, envelope.mail_from, postmaster
+            )
         recipients = []
         for address in envelope.rcpt_tos:
+            if address in postmaster:
+                continue
             recipient = find_recipient(
                 self.engine, address, self.settings.intake_domain
             )
@@ -196,11 +225,11 @@ class IntakeHandler:
                 recipients.append(recipient)
         accepted, rejected = self._screen(raw, envelope, recipients)
         if not accepted:
-            return _StoreOutcome([], rejected)
+            return _StoreOutcome([], rejected, postmaster_file)
         stored = store_inbound(
             self.engine, [r.shop_id for r in accepted], raw, envelope
         )
-        return _StoreOutcome(stored, rejected)
+        return _StoreOutcome(stored, rejected, postmaster_file)
 
     def _screen(
         self, raw: bytes, envelope: StoredEnvelope, recipients: list[Recipient]
@@ -233,6 +262,8 @@ class _StoreOutcome:
     stored: list[StoredMessage]
     # The reasons of shops with the reject policy that turned the message down.
     rejected: str
+    # The file name in the postmaster folder, when postmaster was a recipient.
+    postmaster_file: str | None = None
 
 
 class SessionLimiter:

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import logging
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -224,18 +232,14 @@ class Settings(BaseSettings):
     def _check_outbound(cls, value: str) -> str:
         if value == "file" or value.startswith("smtp://"):
             return value
-        raise ValueError(
-            f"invalid outbound {value!r}: use 'file' or 'smtp://host:port'"
-        )
+        raise ValueError("use 'file' or 'smtp://host:port'")
 
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
         upper = value.upper()
         if upper not in logging.getLevelNamesMapping():
-            raise ValueError(
-                f"invalid log level {value!r}: use DEBUG, INFO, WARNING or ERROR"
-            )
+            raise ValueError("use DEBUG, INFO, WARNING or ERROR")
         return upper
 
     @field_validator("unsubscribe_base_url")
@@ -243,7 +247,7 @@ class Settings(BaseSettings):
     def _check_unsubscribe_url(cls, value: str | None) -> str | None:
         if value is None or value.startswith("https://"):
             return value
-        raise ValueError(f"invalid unsubscribe_base_url {value!r}: use an https:// URL")
+        raise ValueError("use an https:// URL")
 
     @model_validator(mode="after")
     def _check_tls(self) -> Settings:
@@ -288,6 +292,11 @@ class Settings(BaseSettings):
     def outbox_dir(self) -> Path:
         """The folder of the file outbox."""
         return self.data_dir / "outbox"
+
+    @property
+    def postmaster_dir(self) -> Path:
+        """The folder of the messages received for postmaster."""
+        return self.data_dir / "postmaster"
 
     @property
     def sender_address(self) -> str:
@@ -518,5 +527,65 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
         return Settings(**given)
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"invalid TOML in config file {path}: {error}") from error
+    except ValidationError as error:
+        lines = [_describe(item, given, path) for item in error.errors()]
+        raise SettingsError("\n".join(lines)) from error
     except ValueError as error:
         raise SettingsError(str(error)) from error
+
+
+# Wording of common pydantic error types in a settings message.
+_EXPECTED = {
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "int_type": "expected an integer",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "path_type": "expected a path",
+}
+
+
+def _describe(error: ErrorDetails, given: dict[str, Any], path: str | None) -> str:
+    """Return one line naming the variable, option or file key and the fix."""
+    reason = _reason(error)
+    if not error["loc"]:
+        return f"invalid settings: {reason}"
+    name = str(error["loc"][0])
+    if error["type"] == "extra_forbidden":
+        where = f" in {path}" if path else ""
+        return f"unknown setting {name!r}{where}: 'bcctrack settings' lists the names"
+    value = error.get("input")
+    if name in given:
+        return f"invalid option --{name.replace('_', '-')}={value!r}: {reason}"
+    variable = ENV_PREFIX + name.upper()
+    if any(key.upper() == variable for key in os.environ):
+        return f"invalid setting {variable}={value!r}: {reason}"
+    if path:
+        return f"invalid setting {name} = {value!r} in {path}: {reason}"
+    return f"invalid setting {variable}={value!r}: {reason}"
+
+
+def _reason(error: ErrorDetails) -> str:
+    kind = error["type"]
+    context = error.get("ctx") or {}
+    if kind in _EXPECTED:
+        return _EXPECTED[kind]
+    if kind == "greater_than_equal":
+        return f"must be at least {context['ge']}"
+    if kind == "greater_than":
+        return f"must be greater than {context['gt']}"
+    if kind == "less_than_equal":
+        return f"must be at most {context['le']}"
+    if kind == "less_than":
+        return f"must be less than {context['lt']}"
+    if kind == "literal_error":
+        return f"expected one of {context['expected']}"
+    if kind == "value_error":
+        return str(context.get("error", error["msg"]))
+    message = error["msg"]
+    return message[:1].lower() + message[1:]

@@ -27,8 +27,10 @@ from urllib.parse import urlsplit
 import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from multidict import MultiDictProxy
 from sqlalchemy import Engine
 
@@ -62,6 +64,12 @@ MISSING_ONE_CLICK = (
     f"The request body must contain {ONE_CLICK_FIELD}={ONE_CLICK_VALUE} (RFC 8058)."
 )
 BODY_TIMEOUT = "The request body did not arrive in time."
+URL_TOO_LONG = (
+    "The link is too long. Open the link from the update email again, "
+    "complete and unchanged."
+)
+HEADER_TOO_LONG = "A request header is too long."
+MALFORMED_REQUEST = "The request is not valid HTTP."
 SERVER_ERROR = "The opt-out could not be recorded. Please try again later."
 DONE = "Opt-out recorded: no more parcel updates from this shop go to this address."
 
@@ -103,7 +111,7 @@ async def start_web(engine: Engine, settings: Settings) -> web.AppRunner:
     ``keepalive_timeout`` also runs from the moment a connection opens, so a
     client that sends its headers slower than ``web_timeout`` is cut off.
     """
-    runner = web.AppRunner(
+    runner = _Runner(
         make_app(engine, settings),
         access_log_class=_AccessLogger,
         access_log=log,
@@ -261,6 +269,66 @@ class _AccessLogger(AbstractAccessLogger):
     ) -> None:
         self.logger.info(
             "%s %s %s %.3fs", request.method, request.path, response.status, time
+        )
+
+
+class _PlainErrorHandler(RequestHandler):
+    """A connection handler whose replies to unparsable requests quote nothing.
+
+    aiohttp's own reply quotes up to 100 bytes of the bad line, which may be
+    part of an opt-out token.
+    """
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if isinstance(exc, HttpProcessingError):
+            status, message = _rejection(exc)
+            log.info(
+                "request from %s rejected with %d: %s", request.remote, status, message
+            )
+            message += "\n"
+        return super().handle_error(request, status, exc, message)
+
+
+def _rejection(error: HttpProcessingError) -> tuple[int, str]:
+    """Return the status and the sentence that answer an unparsable request."""
+    if not isinstance(error, LineTooLong):
+        return 400, MALFORMED_REQUEST
+    # The first argument is the start of the line that was too long: a
+    # request target starts with "/", a header with its name.
+    line = error.args[0] if error.args else b""
+    if isinstance(line, bytes | bytearray | str) and line[:1] in (b"/", "/"):
+        return 414, URL_TOO_LONG
+    return 431, HEADER_TOO_LONG
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, with connections that quote no request bytes."""
+
+    def __call__(self) -> RequestHandler:
+        # NOTE: this repeats aiohttp 3.x Server.__call__, reading its private
+        # _loop and _kwargs, to choose the handler class.
+        return _PlainErrorHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    """An AppRunner that serves the application through ``_Server``."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return _Server(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
         )
 
 

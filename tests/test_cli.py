@@ -111,4 +111,4 @@ def test_invalid_setting_reported(tmp_path: Path) -> None:
     environment = cli_environment(tmp_path, outbound="ftp://nowhere")
     result = run_cli(environment, "shop", "list", check=False)
     assert result.returncode == 1
-    assert "invalid outbound 'ftp://nowhere'" in result.stderr
+    assert "invalid setting BCCTRACK_OUTBOUND='ftp://nowhere'" in result.stderr

@@ -266,3 +266,57 @@ def test_smtputf8_address_and_body_accepted(
     stored = _stored(engine)
     assert stored[0].raw == raw
     assert stored[0].mail_from == "bestellung@bäckerei.example"
+
+
+def test_postmaster_accepted_into_folder(engine: Engine, tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    raw = _message("<abuse-report-1@isp.example>")
+    with (
+        running_intake(engine, settings) as port,
+        smtplib.SMTP("127.0.0.1", port) as client,
+    ):
+        client.ehlo()
+        client.mail("abuse@isp.example")
+        rcpt_code, _ = client.rcpt("postmaster@bcc.test")
+        code, reply = client.data(raw)
+        client.mail("abuse@isp.example")
+        bare_code, _ = client.rcpt("Postmaster")
+        client.rset()
+        client.mail("abuse@isp.example")
+        other_code, _ = client.rcpt("postmaster@other.example")
+    assert rcpt_code == 250
+    assert code == 250
+    assert reply.startswith(b"2.0.0 queued as postmaster/")
+    assert bare_code == 250
+    assert other_code == 550
+    files = list(settings.postmaster_dir.glob("*.eml"))
+    assert [f"postmaster/{f.name}" for f in files] == [
+        reply.decode().removeprefix("2.0.0 queued as ")
+    ]
+    content = files[0].read_bytes()
+    assert content.startswith(
+        b"Return-Path: <abuse@isp.example>\r\nDelivered-To: postmaster@bcc.test\r\n"
+    )
+    assert b"abuse-report-1@isp.example" in content
+    # It is no shop's: nothing in the pipeline's queue, so no customer email.
+    assert _stored(engine) == []
+
+
+def test_postmaster_beside_shop_address(
+    engine: Engine, tmp_path: Path, address: str
+) -> None:
+    settings = _settings(tmp_path)
+    with (
+        running_intake(engine, settings) as port,
+        smtplib.SMTP("127.0.0.1", port) as client,
+    ):
+        client.ehlo()
+        client.mail("orders@shop.example")
+        client.rcpt("POSTMASTER@BCC.TEST")
+        client.rcpt(address)
+        code, reply = client.data(_message())
+    (stored,) = _stored(engine)
+    (written,) = settings.postmaster_dir.glob("*.eml")
+    assert code == 250
+    assert reply.decode() == f"2.0.0 queued as {stored.id} postmaster/{written.name}"
+    assert stored.shop_id is not None

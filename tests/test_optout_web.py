@@ -351,12 +351,43 @@ def test_listener_survives_bad_requests(
     assert oversize.status_code == 413
     assert chunked.status_code == 413
     assert _status(garbage) == 400
-    assert _status(long_line) == 400
+    assert _status(long_line) == 414
     assert _status(bad_length) == 400
     assert after.status_code == 200, after.text
     assert len(list_opt_outs(engine)) == 1
     assert "POST /unsubscribe 413" in caplog.text
     assert stored.token.split(".")[1] not in caplog.text
+
+
+def test_long_token_rejected_unquoted(
+    engine: Engine, stored: StoredUpdate, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "2." + "a" * 20_000
+    with running_web(engine, stored.settings) as port, _captured_logs(caplog):
+        response = httpx.post(_url(port), params={"token": token}, data=ONE_CLICK)
+        header = _raw_exchange(
+            port,
+            b"GET /unsubscribe HTTP/1.1\r\nHost: x\r\nX-Pad: "
+            + b"b" * 9000
+            + b"\r\n\r\n",
+        )
+    assert response.status_code == 414
+    assert response.text == web.URL_TOO_LONG + "\n"
+    assert "aaaa" not in response.text
+    assert _status(header) == 431
+    assert b"bbbb" not in header
+    assert "aaaa" not in caplog.text
+    assert "rejected with 414" in caplog.text
+    assert list_opt_outs(engine) == []
+
+
+def test_get_page_asks_before_opt_out(engine: Engine, stored: StoredUpdate) -> None:
+    with running_web(engine, stored.settings) as port:
+        page = httpx.get(_url(port), params={"token": stored.token})
+    text = " ".join(page.text.split())
+    assert "You will no longer receive" not in text
+    assert "Press the button to stop parcel updates from" in text
+    assert "Nothing changes until you press it." in text
 
 
 def test_slow_clients_cut_off(engine: Engine, stored: StoredUpdate) -> None:

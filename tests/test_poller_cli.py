@@ -11,6 +11,7 @@ import pytest
 
 from carriers import carrier_payloads as payloads
 from carriers.fake_carrier import FakeCarrierServer, Reply
+from extractors.carriers import tracking_url
 from mailhandler.settings import Settings
 from mailhandler.shops import get_shop
 from mailhandler.store import open_store, transaction
@@ -330,3 +331,26 @@ def test_preview_without_link(environment: dict[str, str]) -> None:
     assert "the link below" not in without
     assert "https://" not in without.split("--")[0]
     assert "tracking number below" in without
+
+
+def test_preview_link_matches_real_updates(environment: dict[str, str]) -> None:
+    arguments = ["preview", "shipped", "--shop", "acme", "--format", "html"]
+    html = run_cli(environment, *arguments).stdout
+    link = tracking_url("dhl_paket", NUMBER)
+    assert link is not None
+    assert link in html
+    assert "dhl-sendungsverfolgung" not in html
+
+
+def test_preview_output_missing_folder(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    output = tmp_path / "nonexistent" / "x.eml"
+    arguments = ["preview", "delivered", "--shop", "acme", "--output", str(output)]
+    result = run_cli(environment, *arguments, check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"Error: cannot write {output}: No such file or directory; give an "
+        "--output path in an existing, writable folder"
+    )

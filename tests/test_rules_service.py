@@ -227,3 +227,56 @@ def test_extract_explain_names_the_rule(tmp_path: Path) -> None:
     ).stdout
     assert "rule [tracking_number] in krause.toml, line 4" in output
     assert "order number: 2024/MK/0005" in output
+
+
+def test_check_takes_shop_slug(tmp_path: Path) -> None:
+    environment = cli_environment(tmp_path / "data")
+    draft = tmp_path / "data" / "rules" / "krause.draft.toml"
+    missing = run_cli(environment, "rules", "check", "krause", check=False)
+    assert missing.returncode == 1
+    assert missing.stdout.strip() == (
+        f"krause: no such rule file, and no draft for shop krause at {draft}: "
+        "write the draft there, or give the path of a rule file"
+    )
+    _write(draft, RULES)
+    checked = run_cli(environment, "rules", "check", "krause")
+    assert checked.stdout.startswith(f"{draft}: valid, ")
+
+
+def test_check_missing_file_named(tmp_path: Path) -> None:
+    environment = cli_environment(tmp_path / "data")
+    result = run_cli(environment, "rules", "check", "nosuch.toml", check=False)
+    assert result.returncode == 1
+    assert result.stdout.strip() == (
+        "nosuch.toml: rule file not found: give the path of a rule file, or a "
+        "shop slug to check its draft"
+    )
+
+
+def test_activate_unwritable_rules_folder(tmp_path: Path) -> None:
+    # A regular file where the rules folder should be: a folder that cannot
+    # be created, even for root.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    environment = cli_environment(tmp_path / "data", rules_dir=str(blocker / "rules"))
+    run_cli(
+        environment,
+        "shop",
+        "add",
+        "krause",
+        "--name",
+        "K",
+        "--sender-domain",
+        "k.example",
+    )
+    draft = tmp_path / "krause.draft.toml"
+    draft.write_text(RULES)
+    result = run_cli(
+        environment, "rules", "activate", "krause", "--draft", str(draft), check=False
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"Error: cannot write {blocker / 'rules' / 'krause.toml'}: Not a directory; "
+        "the rules folder (BCCTRACK_RULES_DIR) must be a writable folder"
+    )

@@ -13,6 +13,7 @@ from mailhandler.settings import (
     load_settings,
     unknown_variables,
 )
+from support import cli_environment, run_cli
 
 
 def test_defaults_work_on_a_laptop(
@@ -61,11 +62,11 @@ def test_config_option_replaces_environment_file(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("intake_port = 70000\n", "intake_port"),
-        ('outbound = "relay.example"\n', "invalid outbound"),
-        ("unknown_setting = 1\n", "unknown_setting"),
-        ("intake_port = [\n", "Invalid"),
-        ('log_level = "LOUD"\n', "invalid log level"),
+        ("intake_port = 70000\n", "intake_port = 70000 in .*: must be at most"),
+        ('outbound = "relay.example"\n', "outbound = 'relay.example' in .*: use"),
+        ("unknown_setting = 1\n", "unknown setting 'unknown_setting' in "),
+        ("intake_port = [\n", "invalid TOML in config file .*bcctrack.toml"),
+        ('log_level = "LOUD"\n', "log_level = 'LOUD' in .*: use DEBUG"),
     ],
 )
 def test_invalid_file_rejected_with_reason(
@@ -76,6 +77,56 @@ def test_invalid_file_rejected_with_reason(
     monkeypatch.setenv("BCCTRACK_CONFIG", str(config))
     with pytest.raises(SettingsError, match=message):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "WEB_PORT",
+            "abc",
+            "invalid setting BCCTRACK_WEB_PORT='abc': expected an integer",
+        ),
+        (
+            "WEB_PORT",
+            "-1",
+            "invalid setting BCCTRACK_WEB_PORT='-1': must be at least 0",
+        ),
+        (
+            "REQUIRE_TLS",
+            "maybe",
+            "BCCTRACK_REQUIRE_TLS='maybe': expected true or false",
+        ),
+        ("OUTBOUND", "relay", "BCCTRACK_OUTBOUND='relay': use 'file' or 'smtp://"),
+    ],
+)
+def test_invalid_variable_named(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(f"BCCTRACK_{variable}", value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert message in str(raised.value)
+    assert "pydantic" not in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_invalid_settings_one_line_each(tmp_path: Path) -> None:
+    config = tmp_path / "bcctrack.toml"
+    config.write_text('intake_port = "x"\nweb_port = 1\n')
+    environment = cli_environment(
+        tmp_path, config=str(config), web_port="abc", log_level="LOUD"
+    )
+    result = run_cli(environment, "settings", check=False)
+    assert result.returncode != 0
+    lines = result.stderr.removeprefix("Error: ").strip().splitlines()
+    assert sorted(lines) == [
+        "invalid setting BCCTRACK_LOG_LEVEL='LOUD': use DEBUG, INFO, WARNING or ERROR",
+        "invalid setting BCCTRACK_WEB_PORT='abc': expected an integer",
+        f"invalid setting intake_port = 'x' in {config}: expected an integer",
+    ]
+    assert "errors.pydantic.dev" not in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_missing_config_file_rejected(

@@ -263,3 +263,13 @@ def test_shop_commands_round_trip(tmp_path: Path) -> None:
     assert run_cli(environment, "shop", "list").stdout == ""
     removed = json.loads(run_cli(environment, "shop", "list", "--all", "--json").stdout)
     assert removed["removed"] is True
+
+
+def test_remove_unknown_shop_asks_nothing(tmp_path: Path) -> None:
+    environment = cli_environment(tmp_path / "data")
+    result = run_cli(environment, "shop", "remove", "nosuch", check=False)
+    assert result.returncode == 1
+    assert "Remove shop" not in result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        "Error: shop 'nosuch' not found: see 'bcctrack shop list'"
+    )

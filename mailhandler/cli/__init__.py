@@ -13,6 +13,7 @@ from mailhandler.cli.evaluate import eval_command
 from mailhandler.cli.extract import extract_command
 from mailhandler.cli.import_events import import_events
 from mailhandler.cli.messages import messages
+from mailhandler.cli.notifications import notifications
 from mailhandler.cli.optout import optout
 from mailhandler.cli.orders import orders
 from mailhandler.cli.preview import preview
@@ -45,6 +46,7 @@ for command in (
     orders,
     messages,
     reprocess,
+    notifications,
     rules,
     status,
     settings_command,

@@ -37,7 +37,7 @@ class CliState:
         try:
             self.settings = load_settings(self.config, **overrides)
         except SettingsError as error:
-            raise click.ClickException(f"invalid settings: {error}") from error
+            raise click.ClickException(str(error)) from error
         configure_logging(self.settings.log_level)
         for variable in unknown_variables():
             log.warning(

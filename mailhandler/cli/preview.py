@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from extractors.carriers import carrier_name, tracking_url
 from mailhandler.cli.common import CliState, pass_state
 from mailhandler.notifier import unsubscribe_link
 from mailhandler.optout import unsubscribe_headers
@@ -21,13 +22,8 @@ from mailhandler.render import (
 from mailhandler.shops import ShopError, get_shop
 from mailhandler.store.models import UpdateType
 
+SAMPLE_CARRIER = "dhl_paket"
 SAMPLE_NUMBER = "00340434161094042557"
-
-
-SAMPLE_LINK = (
-    "https://www.dhl.de/de/privatkunden/dhl-sendungsverfolgung.html"
-    f"?piececode={SAMPLE_NUMBER}"
-)
 
 
 @click.command()
@@ -89,9 +85,13 @@ def preview(
         logo_url=shop.logo_url,
         order_number="10045",
         customer_name="Chris Customer",
-        carrier_name=None if without_link else "DHL Paket",
+        carrier_name=None if without_link else carrier_name(SAMPLE_CARRIER),
         tracking_number=SAMPLE_NUMBER,
-        tracking_url=None if without_link else SAMPLE_LINK,
+        # Built as extraction builds a shipment's link, so that the sample
+        # shows the link customers receive.
+        tracking_url=None
+        if without_link
+        else tracking_url(SAMPLE_CARRIER, SAMPLE_NUMBER),
         unsubscribe_url=unsubscribe_link(unsubscribe["List-Unsubscribe"]),
         location="Packstation 123, 53113 Bonn",
     )
@@ -118,5 +118,11 @@ def preview(
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        output.write_bytes(data)
+        try:
+            output.write_bytes(data)
+        except OSError as error:
+            raise click.ClickException(
+                f"cannot write {output}: {error.strerror}; give an --output path "
+                "in an existing, writable folder"
+            ) from error
         click.echo(f"{update} in {chosen} written to {output}", err=True)

@@ -69,10 +69,19 @@ def _require_shop(engine: Engine, slug: str) -> int:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @pass_state
 def check(state: CliState, files: tuple[Path, ...]) -> None:
-    """Check rule FILES and print every problem with its line."""
+    """Check rule FILES and print every problem with its line.
+
+    An argument that is not a file but a shop's slug checks that shop's
+    draft, <rules folder>/<slug>.draft.toml.
+    """
     book = _book(state.load())
     failed = False
-    for path in files:
+    for argument in files:
+        path = _rule_file(book, argument)
+        if path is None:
+            click.echo(_not_found(book, argument))
+            failed = True
+            continue
         try:
             rule_set = book.load(path)
         except OSError as error:
@@ -89,6 +98,33 @@ def check(state: CliState, files: tuple[Path, ...]) -> None:
             )
     if failed:
         raise SystemExit(1)
+
+
+def _looks_like_slug(argument: Path) -> bool:
+    return argument.name == str(argument) and not argument.suffix
+
+
+def _rule_file(book: RuleBook, argument: Path) -> Path | None:
+    """Return the file that ``argument`` names: itself, or a shop's draft."""
+    if argument.exists():
+        return argument
+    if not _looks_like_slug(argument):
+        return None
+    draft = book.draft_path(str(argument))
+    return draft if draft.is_file() else None
+
+
+def _not_found(book: RuleBook, argument: Path) -> str:
+    if _looks_like_slug(argument):
+        return (
+            f"{argument}: no such rule file, and no draft for shop {argument} "
+            f"at {book.draft_path(str(argument))}: write the draft there, or "
+            "give the path of a rule file"
+        )
+    return (
+        f"{argument}: rule file not found: give the path of a rule file, or a "
+        "shop slug to check its draft"
+    )
 
 
 @rules.command("show")
@@ -300,7 +336,13 @@ def activate_command(state: CliState, slug: str, draft: Path | None) -> None:
     book = _book(settings)
     draft = draft or book.draft_path(slug)
     _load(book, draft)
-    target = activate(book, slug, draft)
+    try:
+        target = activate(book, slug, draft)
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot write {book.active_path(slug)}: {error.strerror}; "
+            "the rules folder (BCCTRACK_RULES_DIR) must be a writable folder"
+        ) from error
     click.echo(
         f"Activated {draft} as {target}. The service reads it with the shop's "
         "next message; 'bcctrack reprocess' runs stored messages again."

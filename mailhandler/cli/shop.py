@@ -251,6 +251,10 @@ def remove(state: CliState, slug: str, purge: bool, yes: bool) -> None:
     --purge deletes it.
     """
     _, engine = state.open()
+    try:
+        get_shop(engine, slug)
+    except ShopError as error:
+        raise click.ClickException(str(error)) from error
     what = "delete shop {!r} and all its data" if purge else "remove shop {!r}"
     if not yes:
         click.confirm(what.format(slug).capitalize() + "?", abort=True)
