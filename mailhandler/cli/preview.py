@@ -12,6 +12,7 @@ from mailhandler.notifier import unsubscribe_link
 from mailhandler.optout import unsubscribe_headers
 from mailhandler.outbound import Envelope, build_message
 from mailhandler.render import (
+    Parcel,
     TemplateError,
     UpdateContext,
     available_languages,
@@ -89,11 +90,15 @@ def preview(
         logo_url=shop.logo_url,
         order_number="10045",
         customer_name="Chris Customer",
-        carrier_name=None if without_link else "DHL Paket",
-        tracking_number=SAMPLE_NUMBER,
-        tracking_url=None if without_link else SAMPLE_LINK,
+        parcels=[
+            Parcel(
+                tracking_number=SAMPLE_NUMBER,
+                carrier_name=None if without_link else "DHL Paket",
+                tracking_url=None if without_link else SAMPLE_LINK,
+                location="Packstation 123, 53113 Bonn",
+            )
+        ],
         unsubscribe_url=unsubscribe_link(unsubscribe["List-Unsubscribe"]),
-        location="Packstation 123, 53113 Bonn",
     )
     try:
         rendered = render_update(update, chosen, context)
