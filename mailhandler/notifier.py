@@ -126,9 +126,22 @@ class Notifier:
 
     async def send(self, group_id: int) -> NotificationState | None:
         """Render and send one claimed group as one email; return its new state."""
-        job: _Job | None = None
         try:
-            job = await asyncio.to_thread(self._load, group_id)
+            members = await asyncio.to_thread(
+                held_members, self.engine, group_id, self.owner
+            )
+        except Exception:
+            # The rows stay leased until the lease ends, as after a crash.
+            log.exception("notification %s: reading the claimed group failed", group_id)
+            return None
+        ids = [n.id for n in members if n.id is not None]
+        if not ids:
+            log.warning(
+                "notification %s: lease lost, leaving it to its new owner", group_id
+            )
+            return None
+        try:
+            job = await asyncio.to_thread(self._load, members)
             backend = self.backend_for(job.shop)
             if _handed_over(job) and not backend.idempotent:
                 # An earlier process handed this email to the relay and died
@@ -136,28 +149,22 @@ class Notifier:
                 # duplicate, so the update stops here and says so.
                 log.warning(
                     "notification %s: the relay may or may not have it, not sent again",
-                    _names(job.ids),
+                    _names(ids),
                 )
                 return await self._finish(
-                    job.ids, NotificationState.UNCONFIRMED, reason=_UNCONFIRMED
+                    ids, NotificationState.UNCONFIRMED, reason=_UNCONFIRMED
                 )
             skip = self._skip_reason(job)
             if skip is not None:
                 return await self._finish(
-                    job.ids, NotificationState.SUPPRESSED, reason=skip
+                    ids, NotificationState.SUPPRESSED, reason=skip
                 )
             message_id = await self._deliver(job)
         except Exception as error:
-            ids = job.ids if job is not None else [group_id]
             return await self._record_failure(ids, error)
-        return await self._finish(
-            job.ids, NotificationState.SENT, message_id=message_id
-        )
+        return await self._finish(ids, NotificationState.SENT, message_id=message_id)
 
-    def _load(self, group_id: int) -> _Job:
-        notifications = held_members(self.engine, group_id, self.owner)
-        if not notifications:
-            raise LeaseLostError(f"notification {group_id}")
+    def _load(self, notifications: list[Notification]) -> _Job:
         with transaction(self.engine) as session:
             head = notifications[0]
             order = session.get(Order, head.order_id)
