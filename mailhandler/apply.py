@@ -28,6 +28,9 @@ from mailhandler.triggers import StatusEvent, queue_update, record_status
 
 log = logging.getLogger("bcctrack.pipeline")
 
+# The length of ``shipment.carrier_name``.
+_MAX_CARRIER_NAME = 200
+
 # The status an email of each kind gives the shipments it names.
 STATUS_FOR_KIND: dict[Kind, ShipmentStatus] = {
     Kind.OUT_FOR_DELIVERY: ShipmentStatus.OUT_FOR_DELIVERY,
@@ -233,6 +236,8 @@ def _upsert_shipment(
             resume_polling(session, shipment)
         if shipment.carrier is None and found.carrier:
             shipment.carrier = found.carrier
+        if shipment.carrier_name is None and shipment.carrier == found.carrier:
+            shipment.carrier_name = _printed_name(found)
         if shipment.tracking_url is None and found.tracking_url:
             shipment.tracking_url = found.tracking_url
         session.add(shipment)
@@ -253,6 +258,7 @@ def _upsert_shipment(
         order_id=order.id,
         tracking_number=found.tracking_number,
         carrier=found.carrier,
+        carrier_name=_printed_name(found),
         tracking_url=found.tracking_url,
         status=ShipmentStatus.PENDING,
         inbound_message_id=message.id,
@@ -278,6 +284,14 @@ def _upsert_shipment(
         if created is not None and created.id is not None:
             result.notification_ids.append(created.id)
     return shipment
+
+
+def _printed_name(found: ShipmentResult) -> str | None:
+    # Only a carrier that bcctrack does not track needs the printed name;
+    # the others have a display name of their own.
+    if found.carrier != "other" or not found.carrier_name:
+        return None
+    return found.carrier_name[:_MAX_CARRIER_NAME]
 
 
 def _cancel(session: Session, order: Order) -> None:

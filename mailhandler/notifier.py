@@ -1,22 +1,30 @@
 """The notifier: renders queued notifications and hands them to the backend.
 
 The ``notification`` table has a unique key on shipment and update type, and
-a row leaves the queue only as ``sent``, ``suppressed`` or ``failed``. So each
-update goes out once, except for the resend window described in ``_deliver``.
+a row leaves the queue only as ``sent``, ``suppressed``, ``failed`` or
+``unconfirmed``. So each update goes out once, except for the resend window
+described in ``_deliver``. The updates of a group (``notification_groups``)
+go out as one email that lists their parcels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
-from sqlmodel import col
+from sqlalchemy import Engine, select
+from sqlmodel import Session, col
 
 from extractors.carriers import carrier_name
+from mailhandler.notification_groups import (
+    claim_group,
+    held_members,
+    release_group,
+    update_held,
+)
 from mailhandler.optout import REASON as OPTED_OUT
 from mailhandler.optout import is_opted_out, unsubscribe_headers
 from mailhandler.outbound import (
@@ -27,6 +35,7 @@ from mailhandler.outbound import (
     make_backend,
 )
 from mailhandler.render import (
+    Parcel,
     TemplateError,
     UpdateContext,
     pick_language,
@@ -46,7 +55,7 @@ from mailhandler.store.models import (
     TrackingEvent,
     utcnow,
 )
-from mailhandler.store.queue import claim, new_owner, release
+from mailhandler.store.queue import new_owner
 
 log = logging.getLogger("bcctrack.notify")
 
@@ -63,17 +72,34 @@ class LeaseLostError(Exception):
 
 @dataclass(frozen=True)
 class _Job:
-    notification: Notification
+    """One email to send: the claimed notifications of one group."""
+
+    notifications: list[Notification]
     order: Order
-    shipment: Shipment
+    # The parcels, in the order of their notifications.
+    shipments: list[Shipment]
     shop: Shop
     opted_out: bool = False
-    # Where the parcel is, from the newest tracking event that names a place.
-    location: str | None = None
+    # Where each parcel is, from its newest tracking event that names a place.
+    locations: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def head(self) -> Notification:
+        """The notification whose id names the email."""
+        return self.notifications[0]
+
+    @property
+    def ids(self) -> list[int]:
+        """The ids of the claimed notifications."""
+        return [n.id for n in self.notifications if n.id is not None]
 
 
 class Notifier:
-    """Sends pending notifications through one backend."""
+    """Sends pending notifications through one backend.
+
+    The notifications of one group (several parcels of one order with the
+    same update type) are claimed together and go out as one email.
+    """
 
     def __init__(self, engine: Engine, settings: Settings, backend: Backend) -> None:
         self.engine = engine
@@ -95,61 +121,66 @@ class Notifier:
         return self._shop_backends[shop.outbound]
 
     def claim_next(self) -> int | None:
-        """Lease the next due notification; return its id or None."""
-        ids = claim(
-            self.engine, Notification, NotificationState.PENDING, self.owner, self.lease
-        )
-        return ids[0] if ids else None
+        """Lease the next due group of notifications; return its head id or None."""
+        return claim_group(self.engine, self.owner, self.lease)
 
-    async def send(self, notification_id: int) -> NotificationState | None:
-        """Render and send one claimed notification; return its new state."""
+    async def send(self, group_id: int) -> NotificationState | None:
+        """Render and send one claimed group as one email; return its new state."""
         try:
-            job = await asyncio.to_thread(self._load, notification_id)
+            members = await asyncio.to_thread(
+                held_members, self.engine, group_id, self.owner
+            )
+        except Exception:
+            # The rows stay leased until the lease ends, as after a crash.
+            log.exception("notification %s: reading the claimed group failed", group_id)
+            return None
+        ids = [n.id for n in members if n.id is not None]
+        if not ids:
+            log.warning(
+                "notification %s: lease lost, leaving it to its new owner", group_id
+            )
+            return None
+        try:
+            job = await asyncio.to_thread(self._load, members)
             backend = self.backend_for(job.shop)
-            if job.notification.sending_at is not None and not backend.idempotent:
+            if _handed_over(job) and not backend.idempotent:
                 # An earlier process handed this email to the relay and died
                 # before it learnt the result. Sending again could make a
                 # duplicate, so the update stops here and says so.
                 log.warning(
                     "notification %s: the relay may or may not have it, not sent again",
-                    notification_id,
+                    _names(ids),
                 )
                 return await self._finish(
-                    notification_id, NotificationState.UNCONFIRMED, reason=_UNCONFIRMED
+                    ids, NotificationState.UNCONFIRMED, reason=_UNCONFIRMED
                 )
             skip = self._skip_reason(job)
             if skip is not None:
                 return await self._finish(
-                    notification_id, NotificationState.SUPPRESSED, reason=skip
+                    ids, NotificationState.SUPPRESSED, reason=skip
                 )
             message_id = await self._deliver(job)
         except Exception as error:
-            return await self._record_failure(notification_id, error)
-        return await self._finish(
-            notification_id, NotificationState.SENT, message_id=message_id
-        )
+            return await self._record_failure(ids, error)
+        return await self._finish(ids, NotificationState.SENT, message_id=message_id)
 
-    def _load(self, notification_id: int) -> _Job:
+    def _load(self, notifications: list[Notification]) -> _Job:
         with transaction(self.engine) as session:
-            notification = session.get(Notification, notification_id)
-            if notification is None:
-                raise LookupError(f"notification {notification_id} not found")
-            order = session.get(Order, notification.order_id)
-            shipment = session.get(Shipment, notification.shipment_id)
-            shop = session.get(Shop, notification.shop_id)
-            if order is None or shipment is None or shop is None:
-                raise LookupError(f"notification {notification_id}: order data missing")
-            opted_out = is_opted_out(session, shop.id or 0, notification.recipient)
-            location = session.scalars(
-                select(col(TrackingEvent.location))
-                .where(
-                    col(TrackingEvent.shipment_id) == shipment.id,
-                    col(TrackingEvent.location).is_not(None),
-                )
-                .order_by(col(TrackingEvent.occurred_at).desc())
-                .limit(1)
-            ).first()
-            return _Job(notification, order, shipment, shop, opted_out, location)
+            head = notifications[0]
+            order = session.get(Order, head.order_id)
+            shop = session.get(Shop, head.shop_id)
+            shipments = [session.get(Shipment, n.shipment_id) for n in notifications]
+            if order is None or shop is None or None in shipments:
+                raise LookupError(f"notification {head.id}: order data missing")
+            parcels = [shipment for shipment in shipments if shipment is not None]
+            opted_out = is_opted_out(session, shop.id or 0, head.recipient)
+            locations = {
+                shipment.id: location
+                for shipment in parcels
+                if shipment.id is not None
+                and (location := _location(session, shipment.id)) is not None
+            }
+            return _Job(notifications, order, parcels, shop, opted_out, locations)
 
     def _skip_reason(self, job: _Job) -> str | None:
         # The order may have been cancelled, or the queue may have held the
@@ -158,38 +189,34 @@ class Notifier:
             return "order cancelled"
         if job.opted_out:
             return OPTED_OUT
-        if utcnow() - job.notification.event_at > self.max_event_age:
+        oldest = min(n.event_at for n in job.notifications)
+        if utcnow() - oldest > self.max_event_age:
             return "event older than the maximum age"
         return None
 
     async def _deliver(self, job: _Job) -> str:
-        notification = job.notification
-        assert notification.id is not None
+        head = job.head
+        assert head.id is not None
         language = pick_language(job.order.language, job.shop.language)
-        unsubscribe = unsubscribe_headers(self.settings, notification.id)
+        unsubscribe = unsubscribe_headers(self.settings, head.id)
         context = UpdateContext(
             shop_name=job.shop.name,
             brand_color=job.shop.brand_color,
             logo_url=job.shop.logo_url,
             order_number=job.order.order_number,
             customer_name=display_name(job.order.customer_name),
-            carrier_name=carrier_name(job.shipment.carrier),
-            tracking_number=job.shipment.tracking_number,
-            tracking_url=job.shipment.tracking_url,
+            parcels=[_parcel(shipment, job.locations) for shipment in job.shipments],
             unsubscribe_url=unsubscribe_link(unsubscribe["List-Unsubscribe"]),
-            location=job.location,
         )
-        rendered = render_update(notification.update, language, context)
-        # The same notification always gets the same Message-ID, so that a
-        # resend after a crash is recognisable as the same message.
-        message_id = (
-            f"<bcctrack.{notification.id}.{notification.update}"
-            f"@{self.settings.intake_domain}>"
-        )
+        rendered = render_update(head.update, language, context)
+        # The same group always gets the same Message-ID, that of its lowest
+        # notification, so that a resend after a crash is recognisable as
+        # the same message.
+        message_id = f"<bcctrack.{head.id}.{head.update}@{self.settings.intake_domain}>"
         envelope = Envelope(
             sender_address=self.settings.sender_address,
             sender_name=job.shop.name,
-            recipient_address=notification.recipient,
+            recipient_address=head.recipient,
             recipient_name=display_name(job.order.customer_name),
             message_id=message_id,
             list_unsubscribe=unsubscribe["List-Unsubscribe"],
@@ -197,40 +224,34 @@ class Notifier:
         )
         message = build_message(rendered, envelope)
         backend = self.backend_for(job.shop)
-        notification_id = notification.id
+        ids = job.ids
 
         async def mark_sending() -> None:
-            await asyncio.to_thread(self._mark_sending, notification_id, message_id)
+            await asyncio.to_thread(self._mark_sending, ids, message_id)
 
-        name = f"{notification_id:08d}-{notification.update}"
+        name = f"{head.id:08d}-{head.update}"
         await backend.send(message, name, mark_sending)
         log.info(
             "notification %s: %s sent for shipment %s in %s",
-            notification.id,
-            notification.update,
-            job.shipment.id,
+            _names(ids),
+            head.update,
+            _names([s.id for s in job.shipments if s.id is not None]),
             language,
         )
         return message_id
 
-    def _mark_sending(self, notification_id: int, message_id: str) -> None:
-        # Committed before the hand-over, so that a process that dies during
-        # it leaves a mark for the next claimer.
-        with transaction(self.engine) as session:
-            marked = session.execute(
-                update(Notification)
-                .where(
-                    col(Notification.id) == notification_id,
-                    col(Notification.lease_owner) == self.owner,
-                )
-                .values(sending_at=utcnow(), message_id=message_id)
-            )
-            if not marked.rowcount:  # type: ignore[attr-defined]
-                raise LeaseLostError(f"notification {notification_id}")
+    def _mark_sending(self, ids: list[int], message_id: str) -> None:
+        # Committed on every row of the group before the hand-over, so that
+        # a process that dies during it leaves a mark for the next claimer.
+        marked = update_held(
+            self.engine, ids, self.owner, sending_at=utcnow(), message_id=message_id
+        )
+        if not marked:
+            raise LeaseLostError(f"notification {_names(ids)}")
 
     async def _finish(
         self,
-        notification_id: int,
+        ids: list[int],
         state: NotificationState,
         reason: str | None = None,
         message_id: str | None = None,
@@ -240,14 +261,14 @@ class Notifier:
         if state == NotificationState.SENT:
             values.update(sent_at=utcnow(), message_id=message_id)
         elif reason:
-            log.info("notification %s %s: %s", notification_id, state, reason)
+            log.info("notification %s %s: %s", _names(ids), state, reason)
         kept = await asyncio.to_thread(
-            release, self.engine, Notification, notification_id, self.owner, **values
+            release_group, self.engine, ids, self.owner, **values
         )
         return state if kept else None
 
     async def _record_failure(
-        self, notification_id: int, error: Exception
+        self, ids: list[int], error: Exception
     ) -> NotificationState | None:
         if isinstance(error, LeaseLostError):
             log.warning("%s: lease lost, leaving it to its new owner", error)
@@ -258,30 +279,27 @@ class Notifier:
         cleared: dict[str, Any] = {}
         if isinstance(error, OutboundError):
             cleared["sending_at"] = None
-        attempts = await asyncio.to_thread(self._attempts, notification_id)
+        attempts = await asyncio.to_thread(self._attempts, ids)
         if _permanent(error) or attempts >= self.settings.notify_max_attempts:
             log.error(
                 "notification %s failed after %d attempts: %s",
-                notification_id,
+                _names(ids),
                 attempts,
                 reason,
             )
-            return await self._finish(
-                notification_id, NotificationState.FAILED, reason, **cleared
-            )
+            return await self._finish(ids, NotificationState.FAILED, reason, **cleared)
         next_attempt = utcnow() + retry_delay(attempts, self.settings.retry_delay)
         log.warning(
             "notification %s attempt %d failed, retrying at %s: %s",
-            notification_id,
+            _names(ids),
             attempts,
             next_attempt.isoformat(timespec="seconds"),
             reason,
         )
         kept = await asyncio.to_thread(
-            release,
+            release_group,
             self.engine,
-            Notification,
-            notification_id,
+            ids,
             self.owner,
             state=NotificationState.PENDING,
             reason=reason,
@@ -290,23 +308,25 @@ class Notifier:
         )
         return NotificationState.PENDING if kept else None
 
-    def _attempts(self, notification_id: int) -> int:
+    def _attempts(self, ids: list[int]) -> int:
         with transaction(self.engine) as session:
-            notification = session.get(Notification, notification_id)
-            return notification.attempts if notification is not None else 0
+            counts = session.scalars(
+                select(col(Notification.attempts)).where(col(Notification.id).in_(ids))
+            )
+            return max(counts, default=0)
 
     async def run(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
         """Send notifications until ``stop`` is set."""
         while not stop.is_set():
             try:
-                notification_id = await asyncio.to_thread(self.claim_next)
+                group_id = await asyncio.to_thread(self.claim_next)
             except Exception:
                 log.exception("claiming a notification failed")
-                notification_id = None
-            if notification_id is None:
+                group_id = None
+            if group_id is None:
                 await wait_for_work(wake, stop, self.settings.poll_interval)
                 continue
-            await self.send(notification_id)
+            await self.send(group_id)
 
 
 def unsubscribe_link(header: str) -> str:
@@ -316,6 +336,39 @@ def unsubscribe_link(header: str) -> str:
         if link.startswith("https://"):
             return link
     return links[0]
+
+
+def _handed_over(job: _Job) -> bool:
+    return any(n.sending_at is not None for n in job.notifications)
+
+
+def _names(ids: list[int]) -> str:
+    """Return ids for a log line: ``7``, or ``7+8+9`` for a group."""
+    return "+".join(str(i) for i in ids)
+
+
+def _location(session: Session, shipment_id: int) -> str | None:
+    return session.scalars(
+        select(col(TrackingEvent.location))
+        .where(
+            col(TrackingEvent.shipment_id) == shipment_id,
+            col(TrackingEvent.location).is_not(None),
+        )
+        .order_by(col(TrackingEvent.occurred_at).desc())
+        .limit(1)
+    ).first()
+
+
+def _parcel(shipment: Shipment, locations: dict[int, str]) -> Parcel:
+    name = carrier_name(shipment.carrier)
+    if shipment.carrier == "other":
+        name = shipment.carrier_name
+    return Parcel(
+        tracking_number=shipment.tracking_number,
+        carrier_name=name,
+        tracking_url=shipment.tracking_url,
+        location=locations.get(shipment.id or 0),
+    )
 
 
 def _permanent(error: Exception) -> bool:

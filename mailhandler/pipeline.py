@@ -43,6 +43,7 @@ from mailhandler.settings import Settings
 from mailhandler.store import transaction
 from mailhandler.store.models import InboundMessage, InboundState, Shop, utcnow
 from mailhandler.store.queue import claim, new_owner, release
+from mailhandler.triggers import group_updates
 
 log = logging.getLogger("bcctrack.pipeline")
 
@@ -229,6 +230,9 @@ class Pipeline:
                 if check.policy == POLICY_CARRIER:
                     apply = apply_status_only
                 result = apply(session, message, extraction, self.max_event_age)
+                # The updates one email triggers for several parcels of an
+                # order go out as one email.
+                group_updates(session, result.notification_ids)
                 if result.note:
                     log.info("%d %s", message.id, result.note)
                 check_drift(session, message.shop_id, extraction.kind)

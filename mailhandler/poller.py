@@ -65,7 +65,12 @@ from mailhandler.store.models import (
     utcnow,
 )
 from mailhandler.store.queue import claim, new_owner, release
-from mailhandler.triggers import StatusEvent, is_progress, record_status
+from mailhandler.triggers import (
+    StatusEvent,
+    group_updates,
+    is_progress,
+    record_status,
+)
 
 log = logging.getLogger("bcctrack.poller")
 
@@ -134,6 +139,8 @@ class RoundResult:
     expired: int = 0
     stopped: int = 0
     notifications: int = 0
+    # The pending updates the round queued, held until the round groups them.
+    notification_ids: list[int] = field(default_factory=list)
     # Shipment id to why it was not polled, for shipments that could be.
     not_polled: dict[int, NotPolled] = field(default_factory=dict)
 
@@ -227,9 +234,24 @@ class Poller:
                 for route, group in groups.values()
             )
         )
+        if result.notification_ids:
+            await asyncio.to_thread(self._group, result.notification_ids)
         if result.notifications and self.on_notification is not None:
             self.on_notification()
         return result
+
+    def _group(self, notification_ids: list[int]) -> None:
+        # The round's updates wait (queued with hold_until) so that those of
+        # several parcels of one order go out as one email. When this fails,
+        # each one goes out on its own once its hold ends.
+        try:
+            with transaction(self.engine) as session:
+                group_updates(session, notification_ids)
+        except Exception:
+            log.exception(
+                "grouping the updates %s failed; they go out one by one",
+                notification_ids,
+            )
 
     def _load(self, poll_ids: list[int]) -> list[PollJob]:
         with transaction(self.engine) as session:
@@ -622,7 +644,8 @@ class Poller:
             result.not_polled[job.shipment_id] = NotPolled(reason)
             return
         result.polled += 1
-        result.notifications += created
+        result.notifications += len(created)
+        result.notification_ids.extend(created)
         if tracking.error:
             log.warning(
                 "shipment %s: %s rejected the number: %s",
@@ -631,7 +654,9 @@ class Poller:
                 tracking.error,
             )
 
-    def _record(self, job: PollJob, tracking: TrackingResult, adapter: str) -> int:
+    def _record(
+        self, job: PollJob, tracking: TrackingResult, adapter: str
+    ) -> list[int]:
         now = utcnow()
         with transaction(self.engine) as session:
             # Lock the poll row and check the lease before writing anything.
@@ -668,7 +693,12 @@ class Poller:
             created: list[Notification] = []
             for event in events:
                 notification = record_status(
-                    session, shipment, order, event, self.max_event_age
+                    session,
+                    shipment,
+                    order,
+                    event,
+                    self.max_event_age,
+                    hold_until=now + self.lease,
                 )
                 if notification is not None:
                     created.append(notification)
@@ -689,7 +719,7 @@ class Poller:
                 adapter,
                 before,
                 shipment.status,
-                pending,
+                len(pending),
             )
         else:
             log.debug(
@@ -900,8 +930,8 @@ def _shop_credentials(stored: CarrierCredential, slug: str) -> Credentials:
     )
 
 
-def _supersede(created: list[Notification]) -> int:
-    """Suppress all but the newest pending update of one poll; return pending.
+def _supersede(created: list[Notification]) -> list[int]:
+    """Suppress all but the newest pending update of one poll; return its id.
 
     A poll that brings several changes at once (the first poll of a parcel
     that is already out for delivery) sends only the newest update; the
@@ -912,7 +942,7 @@ def _supersede(created: list[Notification]) -> int:
         older.state = NotificationState.SUPPRESSED
         older.reason = SUPERSEDED
         log.info("notification %s: %s %s", older.id, older.update, SUPERSEDED)
-    return 1 if pending else 0
+    return [pending[-1].id] if pending and pending[-1].id is not None else []
 
 
 def _when(moment: datetime) -> str:

@@ -8,6 +8,7 @@ template. The HTML templates are autoescaped.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -100,39 +101,73 @@ class RenderedUpdate:
 
 
 @dataclass(frozen=True)
+class Parcel:
+    """One shipment as an update shows it."""
+
+    tracking_number: str
+    carrier_name: str | None
+    tracking_url: str | None
+    # Where the parcel is (a pickup point, say), as the carrier names it.
+    location: str | None = None
+
+
+@dataclass(frozen=True)
 class UpdateContext:
-    """The data one customer update shows."""
+    """The data one customer update shows: one order, one or more parcels."""
 
     shop_name: str
     brand_color: str
     logo_url: str | None
     order_number: str | None
     customer_name: str | None
-    carrier_name: str | None
-    tracking_number: str
-    tracking_url: str | None
+    parcels: Sequence[Parcel]
     unsubscribe_url: str | None = None
-    # Where the parcel is (a pickup point, say), as the carrier names it.
-    location: str | None = None
+
+
+def _carrier(parcels: Sequence[Parcel], words: dict[str, Any]) -> str:
+    # Sentences name one carrier: the parcels' own when they share one.
+    names = {parcel.carrier_name for parcel in parcels}
+    name = names.pop() if len(names) == 1 else None
+    return name or str(words["carrier_unknown"])
+
+
+def _update_words(words: dict[str, Any], update: str, many: bool) -> dict[str, Any]:
+    # An update of several parcels takes the sentences of its "many" table
+    # in place of the ones about a single parcel.
+    chosen = dict(words[update])
+    plural = chosen.pop("many", {})
+    if many:
+        chosen.update(plural)
+    return chosen
 
 
 def render_update(update: str, language: str, context: UpdateContext) -> RenderedUpdate:
-    """Render ``update`` in ``language`` with the data of ``context``."""
+    """Render ``update`` in ``language`` with the data of ``context``.
+
+    An update of one parcel shows its carrier, number and link beside the
+    order number; an update of several lists the parcels one by one.
+    """
     words = _words(language)
     if update not in words:
         raise TemplateError(f"no words for update {update!r} in language {language!r}")
+    if not context.parcels:
+        raise TemplateError(f"update {update!r} without a parcel")
+    first = context.parcels[0]
+    many = len(context.parcels) > 1
     fields = {
         "shop": context.shop_name,
         "order": context.order_number or "",
-        "carrier": context.carrier_name or words["carrier_unknown"],
+        "carrier": _carrier(context.parcels, words),
+        "count": str(len(context.parcels)),
         "name": context.customer_name or "",
-        "location": context.location or "",
+        "location": first.location or "",
     }
     greeting = (
         words["greeting"] if context.customer_name else words["greeting_anonymous"]
     )
+    update_words = _update_words(words, update, many)
     try:
-        subject = fill(words[update]["subject"], **fields)
+        subject = fill(update_words["subject"], **fields)
     except (KeyError, ValueError) as error:
         raise TemplateError(
             f"invalid subject of {update!r} in {language!r}: {error}"
@@ -144,15 +179,21 @@ def render_update(update: str, language: str, context: UpdateContext) -> Rendere
             "logo_url": context.logo_url,
         },
         "order_number": context.order_number,
-        "carrier_name": context.carrier_name,
-        "tracking_number": context.tracking_number,
-        "tracking_url": context.tracking_url,
+        "carrier_name": first.carrier_name,
+        "tracking_number": first.tracking_number,
+        "tracking_url": first.tracking_url,
         "unsubscribe_url": context.unsubscribe_url,
-        "location": context.location,
+        "location": first.location,
+        "parcels": list(context.parcels),
+        "many": many,
+        # Only the pickup notice shows where each parcel waits.
+        "show_locations": update == "available_for_pickup",
+        # The sentence about "the link below" needs a link for every parcel.
+        "all_linked": all(parcel.tracking_url for parcel in context.parcels),
         "fields": fields,
         "greeting": greeting,
         "words": words,
-        "update_words": words[update],
+        "update_words": update_words,
         "language": language,
         "subject": subject,
     }

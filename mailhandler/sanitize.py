@@ -50,6 +50,7 @@ def clean_extraction(extraction: Extraction) -> Extraction:
             tracking_number=db_text(s.tracking_number) or "",
             carrier=db_text(s.carrier),
             tracking_url=db_text(s.tracking_url),
+            carrier_name=display_name(db_text(s.carrier_name)),
         )
         for s in extraction.shipments
     ]

@@ -38,7 +38,7 @@ from mailhandler.store.models import (
     StatusFile,
     utcnow,
 )
-from mailhandler.triggers import StatusEvent, record_status
+from mailhandler.triggers import StatusEvent, group_updates, record_status
 
 log = logging.getLogger("bcctrack.poller")
 
@@ -259,8 +259,12 @@ def import_status_file(
             ).first():
                 report.duplicate = True
                 return report
+            created: list[int] = []
             for row in rows:
-                _apply_row(session, row, report, max_event_age, shop_id)
+                _apply_row(session, row, report, max_event_age, shop_id, created)
+            # One file moves several parcels of an order at once: their
+            # updates go out as one email.
+            group_updates(session, created)
             session.add(
                 StatusFile(
                     sha256=digest,
@@ -286,6 +290,7 @@ def _apply_row(
     report: ImportReport,
     max_event_age: timedelta,
     shop_id: int | None,
+    created: list[int],
 ) -> None:
     query = select(Shipment).where(
         func.upper(col(Shipment.tracking_number)) == row.number,
@@ -310,9 +315,10 @@ def _apply_row(
     for shipment in shipments:
         order = session.get(Order, shipment.order_id)
         assert order is not None
-        created = record_status(session, shipment, order, row.event, max_event_age)
-        if created is not None:
+        queued = record_status(session, shipment, order, row.event, max_event_age)
+        if queued is not None and queued.id is not None:
             report.notifications += 1
+            created.append(queued.id)
     report.applied += 1
 
 

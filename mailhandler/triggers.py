@@ -8,10 +8,11 @@ and for notifying its customer live in one place.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -92,6 +93,7 @@ def record_status(
     order: Order,
     event: StatusEvent,
     max_event_age: timedelta,
+    hold_until: datetime | None = None,
 ) -> Notification | None:
     """Store ``event`` on ``shipment``, move its status, and queue an update.
 
@@ -129,7 +131,7 @@ def record_status(
     if update is None:
         return None
     return queue_update(
-        session, shipment, order, update, event.occurred_at, max_event_age
+        session, shipment, order, update, event.occurred_at, max_event_age, hold_until
     )
 
 
@@ -154,12 +156,14 @@ def queue_update(
     update: UpdateType,
     event_at: datetime,
     max_event_age: timedelta,
+    hold_until: datetime | None = None,
 ) -> Notification | None:
     """Queue one ``update`` email for ``shipment``, at most once ever.
 
     The notification is stored as suppressed, with the reason, when it must
     not go out: the order is cancelled, the customer is unknown or the event
-    is too old.
+    is too old. With ``hold_until``, the notifier leaves it alone until then
+    or until ``group_updates`` releases it.
     """
     assert shipment.id is not None and order.id is not None
     state = NotificationState.PENDING
@@ -180,7 +184,7 @@ def queue_update(
         "recipient": order.customer_email or "",
         "state": state,
         "attempts": 0,
-        "next_attempt_at": utcnow(),
+        "next_attempt_at": hold_until or utcnow(),
         "event_at": event_at,
         "reason": reason,
         "created_at": utcnow(),
@@ -205,3 +209,54 @@ def queue_update(
         f" ({reason})" if reason else "",
     )
     return session.get(Notification, new_id)
+
+
+def group_updates(session: Session, notification_ids: Sequence[int]) -> int:
+    """Join the pending updates among ``notification_ids`` into emails.
+
+    The updates of one order and update type become one group: the notifier
+    claims and sends a group as one email that lists its parcels. Every
+    update among them becomes due now, which releases the ones queued with
+    ``hold_until``. An update that the notifier has claimed or tried to send
+    stays out of any group. Returns the number of groups of two or more.
+    """
+    if not notification_ids:
+        return 0
+    now = utcnow()
+    free = session.scalars(
+        select(Notification)
+        .where(
+            col(Notification.id).in_(notification_ids),
+            col(Notification.state) == NotificationState.PENDING,
+            col(Notification.group_id).is_(None),
+            col(Notification.sending_at).is_(None),
+            or_(
+                col(Notification.lease_expires_at).is_(None),
+                col(Notification.lease_expires_at) < now,
+            ),
+        )
+        .order_by(col(Notification.id))
+        .with_for_update()
+    )
+    groups: dict[tuple[int, str, str], list[Notification]] = {}
+    for notification in free:
+        key = (notification.order_id, notification.update, notification.recipient)
+        groups.setdefault(key, []).append(notification)
+    joined = 0
+    for members in groups.values():
+        head = members[0].id if len(members) > 1 else None
+        for notification in members:
+            notification.group_id = head
+            notification.next_attempt_at = now
+            session.add(notification)
+        if head is not None:
+            joined += 1
+            log.info(
+                "notification %s: %s for %d shipments of order %s as one email",
+                head,
+                members[0].update,
+                len(members),
+                members[0].order_id,
+            )
+    session.flush()
+    return joined

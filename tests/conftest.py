@@ -88,6 +88,18 @@ def engine(store_url: str) -> Iterator[Engine]:
         opened.dispose()
 
 
+@pytest.fixture
+def pg_engines(postgres_url: str) -> Iterator[tuple[Engine, Engine]]:
+    """Two engines on one PostgreSQL database, as two processes would have."""
+    first = open_store(postgres_url)
+    second = open_store(postgres_url)
+    try:
+        yield first, second
+    finally:
+        first.dispose()
+        second.dispose()
+
+
 # Variables that configure the tests themselves rather than bcctrack.
 _TEST_VARIABLES = {"BCCTRACK_CORPUS", "BCCTRACK_TEST_POSTGRES_URL"}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from mailhandler.outbound import SmtpBackend
 from mailhandler.poller import Poller
 from mailhandler.settings import Settings
 from mailhandler.shops import add_shop
-from mailhandler.store import open_store
 from mailhandler.store.models import Notification, NotificationState, Shipment
 from support import add_shipment, guard_loopback, smtp_sink
 from test_poller import IN_TRANSIT, PRE_TRANSIT, dhl_answer
@@ -34,18 +32,6 @@ SHIPMENTS = 24
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     guard_loopback(monkeypatch)
-
-
-@pytest.fixture
-def pg_engines(postgres_url: str) -> Iterator[tuple[Engine, Engine]]:
-    # One engine per poller, as two processes would have.
-    first = open_store(postgres_url)
-    second = open_store(postgres_url)
-    try:
-        yield first, second
-    finally:
-        first.dispose()
-        second.dispose()
 
 
 def _pollers(

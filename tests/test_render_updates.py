@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import tomllib
+from dataclasses import replace
+
 import pytest
 
-from mailhandler.render import UpdateContext, available_languages, render_update
+from mailhandler.render import (
+    Parcel,
+    UpdateContext,
+    available_languages,
+    render_update,
+    templates_dir,
+)
 from mailhandler.store.models import UpdateType
 
 LANGUAGES = ["en", "de", "fr", "nl", "es", "it"]
@@ -31,11 +40,15 @@ def _context(
         logo_url="https://acme.example/logo.png",
         order_number="10045",
         customer_name="Chris",
-        carrier_name="DHL Paket",
-        tracking_number="00340434161094042557",
-        tracking_url=tracking_url,
+        parcels=[
+            Parcel(
+                tracking_number="00340434161094042557",
+                carrier_name="DHL Paket",
+                tracking_url=tracking_url,
+                location=location,
+            )
+        ],
         unsubscribe_url="mailto:optout.1.abcdefghijklmnop@bcc.test",
-        location=location,
     )
 
 
@@ -95,3 +108,47 @@ def test_update_with_link_points_to_it(update: str, language: str) -> None:
     assert f'href="{URL}"' in with_link.html
     assert URL in with_link.text
     assert with_link.text != without.text
+
+
+def _parcels(tracking_url: str | None = URL) -> list[Parcel]:
+    return [
+        Parcel("00340434161094042557", "DHL Paket", tracking_url, "Packstation 7"),
+        Parcel("77116398", "Mondial Relay", None, "Relais Lille"),
+    ]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("update", [u.value for u in UpdateType])
+def test_update_lists_several_parcels(update: str, language: str) -> None:
+    single = render_update(update, language, _context())
+    context = replace(_context(), parcels=_parcels())
+    rendered = render_update(update, language, context)
+    words = tomllib.loads(
+        (templates_dir() / "i18n" / f"{language}.toml").read_text("utf-8")
+    )
+    assert rendered.subject == single.subject
+    assert words["parcels"] in rendered.text
+    assert words["parcels"] in rendered.html
+    for index, parcel in enumerate(_parcels(), start=1):
+        heading = words["parcel_of"].format(index=index, count=2)
+        assert heading in rendered.text
+        assert parcel.tracking_number in rendered.text
+        assert parcel.tracking_number in rendered.html
+        assert f"{parcel.carrier_name}" in rendered.text
+    assert rendered.text.count(URL) == 1
+    assert rendered.html.count(f'href="{URL}"') == 1
+    body = words[update]["many"]["body"].format(shop="Acme <Outdoor>", count=2)
+    assert body in rendered.text
+    assert "{" not in rendered.text
+    assert ("Relais Lille" in rendered.text) == (update == "available_for_pickup")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("update", [u.value for u in UpdateType])
+def test_parcels_without_link_mention_none(update: str, language: str) -> None:
+    context = replace(_context(), parcels=_parcels(tracking_url=None))
+    rendered = render_update(update, language, context)
+    word = LINK_WORDS[language]
+    assert word not in rendered.text.lower()
+    assert word not in rendered.html.lower()
+    assert "href=" not in rendered.html.replace('href="mailto:', "")

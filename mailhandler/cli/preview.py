@@ -13,6 +13,7 @@ from mailhandler.notifier import unsubscribe_link
 from mailhandler.optout import unsubscribe_headers
 from mailhandler.outbound import Envelope, build_message
 from mailhandler.render import (
+    Parcel,
     TemplateError,
     UpdateContext,
     available_languages,
@@ -85,15 +86,19 @@ def preview(
         logo_url=shop.logo_url,
         order_number="10045",
         customer_name="Chris Customer",
-        carrier_name=None if without_link else carrier_name(SAMPLE_CARRIER),
-        tracking_number=SAMPLE_NUMBER,
-        # Built as extraction builds a shipment's link, so that the sample
-        # shows the link customers receive.
-        tracking_url=None
-        if without_link
-        else tracking_url(SAMPLE_CARRIER, SAMPLE_NUMBER),
+        parcels=[
+            Parcel(
+                tracking_number=SAMPLE_NUMBER,
+                carrier_name=None if without_link else carrier_name(SAMPLE_CARRIER),
+                # Built as extraction builds a shipment's link, so that the
+                # sample shows the link customers receive.
+                tracking_url=None
+                if without_link
+                else tracking_url(SAMPLE_CARRIER, SAMPLE_NUMBER),
+                location="Packstation 123, 53113 Bonn",
+            )
+        ],
         unsubscribe_url=unsubscribe_link(unsubscribe["List-Unsubscribe"]),
-        location="Packstation 123, 53113 Bonn",
     )
     try:
         rendered = render_update(update, chosen, context)

@@ -246,6 +246,8 @@ class Shipment(SQLModel, table=True):
     order_id: int = Field(foreign_key="shop_order.id", index=True)
     tracking_number: str = Field(max_length=64)
     carrier: str | None = Field(default=None, max_length=32)
+    # For carrier "other": the carrier's name as the shop's email printed it.
+    carrier_name: str | None = Field(default=None, max_length=200)
     tracking_url: str | None = None
     status: str = Field(default=ShipmentStatus.PENDING, max_length=32)
     status_changed_at: datetime = Field(
@@ -298,6 +300,7 @@ class Notification(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("shipment_id", "update", name="uq_notification_once"),
         Index("ix_notification_queue", "state", "next_attempt_at"),
+        Index("ix_notification_group", "group_id"),
         _AUTOINCREMENT,
     )
 
@@ -306,6 +309,9 @@ class Notification(SQLModel, table=True):
     order_id: int = Field(foreign_key="shop_order.id", index=True)
     shipment_id: int = Field(foreign_key="shipment.id")
     update: str = Field(max_length=32)
+    # The lowest notification id of the updates that go out as one email
+    # (several parcels of one order), or None for an update on its own.
+    group_id: int | None = None
     recipient: str = Field(max_length=320)
     state: str = Field(default=NotificationState.PENDING, max_length=16)
     attempts: int = 0
