@@ -250,7 +250,13 @@ class Pipeline:
             message = session.get(InboundMessage, message_id)
             attempts = message.attempts if message is not None else 0
         permanent = isinstance(error, ProcessingError) and error.permanent
-        if permanent or attempts >= self.settings.max_attempts:
+        if permanent:
+            # An email that cannot be parsed ("nesting too deep"): expected,
+            # final, and its reason says all, so no traceback.
+            state = InboundState.FAILED
+            next_attempt = utcnow()
+            log.warning("%d failed: %s", message_id, reason)
+        elif attempts >= self.settings.max_attempts:
             state = InboundState.FAILED
             next_attempt = utcnow()
             log.error(

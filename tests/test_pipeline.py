@@ -507,3 +507,34 @@ def test_reprocess_withdraws_dropped_shipment(
     assert right.tracking_number == "1ZRIGHT"
     assert right.withdrawn_at is None
     assert right.order_id == wrong.order_id
+
+
+def _nested(depth: int) -> bytes:
+    content = b"Content-Type: text/plain\r\n\r\nTracking number: 1Z999AA10123456784"
+    for level in range(depth):
+        boundary = b"nest%d" % level
+        content = (
+            b'Content-Type: multipart/mixed; boundary="%s"\r\n\r\n--%s\r\n%s\r\n--%s--'
+            % (boundary, boundary, content, boundary)
+        )
+    return b"From: orders@shop.example\r\nSubject: Shipped\r\n" + content + b"\r\n"
+
+
+def test_unparsable_email_fails_with_one_warning(
+    engine: Engine,
+    tmp_path: Path,
+    shop_id: int,
+    make_pipeline: Callable[..., Pipeline],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pipeline = make_pipeline(engine, _settings(tmp_path))
+    message_id = _receive(engine, shop_id, _nested(2000))
+    with caplog.at_level("WARNING", logger="bcctrack.pipeline"):
+        _drain(pipeline)
+    message = _message(engine, message_id)
+    assert message.state == InboundState.FAILED
+    assert message.attempts == 1
+    records = [r for r in caplog.records if r.name == "bcctrack.pipeline"]
+    assert [r.levelname for r in records] == ["WARNING"]
+    assert records[0].exc_info is None
+    assert str(message_id) in records[0].getMessage()
