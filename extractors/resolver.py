@@ -172,10 +172,10 @@ class Resolver:
         self.document = document
         self.candidates = candidates
         self.context = carrier_context(document, candidates)
-        # A number inside a URL printed in the text part is not shown as a
-        # number: the link that carries it is what the customer sees.
-        shown = _PRINTED_URL.sub(" ", document.visible_text())
-        self.visible = re.sub(r"[\s-]", "", shown).upper()
+        # A number inside a URL printed in the text part does not count as
+        # printed, because only the link that carries it is displayed.
+        without_urls = _PRINTED_URL.sub(" ", document.visible_text())
+        self.visible = re.sub(r"[\s-]", "", without_urls).upper()
 
     def of(self, field_name: FieldName) -> list[Candidate]:
         """Return the candidates for ``field_name``."""

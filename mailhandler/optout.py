@@ -5,8 +5,8 @@ address at the intake domain, ``optout.<notification id>.<signature>``, and,
 when ``unsubscribe_base_url`` is set, an https link with the same token for
 one-click opt-out (RFC 8058, announced by ``List-Unsubscribe-Post``), which
 ``mailhandler.web`` serves. The signature is an HMAC-SHA256 of the
-notification id, so nobody can opt out an address without having received an
-update for it. A token opts out the notification's recipient for the
+notification id, so an address can be opted out only with a token from an
+update sent to it. A token opts out the notification's recipient for the
 notification's shop.
 """
 

@@ -251,8 +251,8 @@ class Pipeline:
             attempts = message.attempts if message is not None else 0
         permanent = isinstance(error, ProcessingError) and error.permanent
         if permanent:
-            # An email that cannot be parsed ("nesting too deep"): expected,
-            # final, and its reason says all, so no traceback.
+            # An email that cannot be parsed ("nesting too deep") is an
+            # expected, final failure. Its reason explains it without a traceback.
             state = InboundState.FAILED
             next_attempt = utcnow()
             log.warning("%d failed: %s", message_id, reason)

@@ -298,7 +298,7 @@ class _PlainErrorHandler(RequestHandler):
 
 
 def _rejection(error: HttpProcessingError) -> tuple[int, str]:
-    """Return the status and the sentence that answer an unparsable request."""
+    """Return the status and the reply sentence for an unparsable request."""
     if not isinstance(error, LineTooLong):
         return 400, MALFORMED_REQUEST
     # The first argument is the start of the line that was too long: a

@@ -128,6 +128,7 @@ def test_several_numbers_one_email(engine: Engine, tmp_path: Path, count: int) -
     numbers = NUMBERS[:count]
     settings = _settings(tmp_path)
     _receive(engine, settings, _shipping_email(numbers), "de")
+
     with smtp_sink() as (sink, port):
         notifier = Notifier(engine, settings, SmtpBackend("127.0.0.1", port))
         assert send_all(notifier) == [NotificationState.SENT]
@@ -137,6 +138,7 @@ def test_several_numbers_one_email(engine: Engine, tmp_path: Path, count: int) -
         restarted = Notifier(engine, settings, SmtpBackend("127.0.0.1", port))
         assert send_all(restarted) == []
         assert sink.wait_for(2, timeout=0.5) == received
+
     assert len(received) == 1
     email = received[0].message
     assert email["Subject"] == "Ihre Bestellung 5004 bei Acme Outdoor wurde versandt"
@@ -151,6 +153,7 @@ def test_several_numbers_one_email(engine: Engine, tmp_path: Path, count: int) -
         assert number in html
         assert f'href="{link}"' in html
         assert f"Paket {index} von {count}" in text_body
+
     notifications = _notifications(engine)
     assert len(notifications) == count
     assert {n.state for n in notifications} == {NotificationState.SENT}
@@ -389,6 +392,7 @@ def test_poll_round_groups_one_order(
                 tracking_url=f"https://track.example/{NUMBERS[1]}",
             )
         )
+
     # The DHL adapter takes the response's only shipment whatever its number,
     # so one response moves both shipments to in transit.
     carrier_server.reply("GET", "/track/shipments", dhl_answer(PRE_TRANSIT, IN_TRANSIT))
@@ -396,13 +400,16 @@ def test_poll_round_groups_one_order(
     make_due(engine)
     done = run_round(make_poller(engine, settings))
     assert done.polled == 2
+
     notifications = _notifications(engine)
     assert [n.update for n in notifications] == ["shipped", "shipped"]
     assert {n.group_id for n in notifications} == {notifications[0].id}
+
     with smtp_sink() as (sink, port):
         notifier = Notifier(engine, settings, SmtpBackend("127.0.0.1", port))
         assert send_all(notifier) == [NotificationState.SENT]
         received = sink.wait_for(2, timeout=0.5)
+
     assert len(received) == 1
     text_body, _ = _bodies(received[0].message)
     assert NUMBERS[0] in text_body

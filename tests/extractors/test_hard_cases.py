@@ -292,7 +292,7 @@ def test_tracking_number_after_an_order_label() -> None:
     assert numbers(raw) == [UPS]
 
 
-def test_order_number_in_no_carrier_format_stays_the_order() -> None:
+def test_plain_order_number_stays_order() -> None:
     raw = message(
         "<p>Your parcel is on its way with UPS.</p>",
         subject="Your order 4711-0815 has shipped",
@@ -383,7 +383,7 @@ def test_heading_after_order_label_is_no_order_number(heading: str) -> None:
     assert extract(raw).order_number is None
 
 
-def test_number_in_a_tracking_parameter_of_a_shop_link() -> None:
+def test_shop_link_tracking_parameter() -> None:
     href = f"https://track.shop.example/order-status?tracking-number={UPS}"
     raw = message(f"<p>Your order is on its way.</p><a href='{href}'>Track</a>")
     assert numbers(raw) == [UPS]
@@ -458,7 +458,7 @@ def test_stage_phrases_of_carrier_notices(subject: str, body: str, kind: Kind) -
     assert extract(raw).kind == kind
 
 
-def test_shipment_id_after_a_parcel_phrase_is_not_taken() -> None:
+def test_parcel_phrase_skips_shipment_id() -> None:
     raw = message(
         "<p>Tu envío #000000245 del pedido #000000612</p>"
         f"<p>Número de seguimiento: {UPS}</p>"
